@@ -1,0 +1,70 @@
+// Describing NumPy arrays for the shared validator, without copying or converting them.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "../common/errors.h"
+#include "../common/validate.h"
+
+namespace fusedupdates::bindings {
+
+namespace py = pybind11;
+
+inline DType numpy_dtype(const py::dtype& dt) {
+  // Byte-swapped arrays share the type number of native ones: reject them explicitly.
+  if (dt.byteorder() == '>') return DType::kUnsupported;  // little-endian hosts only
+  switch (dt.num()) {
+    case 23: return DType::kFloat16;  // NPY_HALF
+    case 11: return DType::kFloat32;  // NPY_FLOAT
+    case 12: return DType::kFloat64;  // NPY_DOUBLE
+    default: return DType::kUnsupported;
+  }
+}
+
+// "cupy.ndarray" rather than just "ndarray", so mixing NumPy and CuPy reads clearly.
+inline std::string type_name(const py::handle& obj) {
+  const py::handle t = py::type::of(obj);
+  const std::string mod = py::str(t.attr("__module__"));
+  const std::string name = py::str(t.attr("__qualname__"));
+  return mod == "builtins" ? name : mod.substr(0, mod.find('.')) + "." + name;
+}
+
+// obj must be a numpy.ndarray (TypeError otherwise); None allowed when optional.
+inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& where, bool optional) {
+  ArrayDesc d;
+  if (optional && obj.is_none()) return d;
+  if (!py::isinstance<py::array>(obj))
+    throw ArgTypeError(where + ": expected a numpy.ndarray, got " + type_name(obj));
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  d.present = true;
+  d.ptr = reinterpret_cast<std::uintptr_t>(a.data());
+  d.numel = a.size();
+  const py::dtype dt = a.dtype();
+  d.dtype = numpy_dtype(dt);
+  if (d.dtype == DType::kUnsupported) d.dtype_str = py::str(dt);
+  static_assert(sizeof(py::ssize_t) == sizeof(int64_t), "64-bit platforms only");
+  d.shape = reinterpret_cast<const int64_t*>(a.shape());
+  d.ndim = static_cast<int>(a.ndim());
+  d.contiguous = (a.flags() & py::array::c_style) != 0;
+  d.writeable = a.writeable();
+  d.device = -1;
+  return d;
+}
+
+inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, bool writeable,
+                                bool optional_items = false) {
+  if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
+    throw ArgTypeError(name + ": expected a list of arrays");
+  ArrayGroup g{name, {}, writeable};
+  const auto items = py::reinterpret_borrow<py::sequence>(seq);
+  const size_t n = items.size();
+  g.arrays.reserve(n);
+  for (size_t i = 0; i < n; ++i)
+    g.arrays.push_back(describe_numpy(items[i], name + "[" + std::to_string(i) + "]", optional_items));
+  return g;
+}
+
+}  // namespace fusedupdates::bindings

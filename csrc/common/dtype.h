@@ -1,0 +1,27 @@
+// Storage dtypes the library accepts, and the compute/state type that goes with each.
+#pragma once
+#include <cstdint>
+
+namespace fusedupdates {
+
+enum class DType : int { kFloat16 = 0, kFloat32 = 1, kFloat64 = 2, kUnsupported = -1 };
+
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::kFloat16: return "float16";
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    default: return "unsupported";
+  }
+}
+
+inline int64_t dtype_size(DType d) {
+  return d == DType::kFloat16 ? 2 : d == DType::kFloat32 ? 4 : 8;
+}
+
+// float16 parameters keep float32 state and float32 arithmetic.
+inline DType state_dtype(DType param) {
+  return param == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+}
+
+}  // namespace fusedupdates

@@ -1,0 +1,164 @@
+#include "validate.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "errors.h"
+
+namespace fusedupdates {
+namespace {
+
+std::string at(const ArrayGroup& g, size_t i) { return g.name + "[" + std::to_string(i) + "]"; }
+
+void check_one(const ArrayGroup& g, size_t i, bool must_write) {
+  const ArrayDesc& a = g.arrays[i];
+  if (a.dtype == DType::kUnsupported)
+    throw ArgTypeError(at(g, i) + ": unsupported dtype " + a.dtype_str +
+                       " (expected float16, float32 or float64)");
+  if (!a.contiguous) throw ArgValueError(at(g, i) + ": array is not C-contiguous");
+  if (must_write && !a.writeable) throw ArgValueError(at(g, i) + ": array is read-only");
+}
+
+bool same_shape(const ArrayDesc& a, const ArrayDesc& b) {
+  return a.ndim == b.ndim && std::equal(a.shape, a.shape + a.ndim, b.shape);
+}
+
+struct Span {
+  std::uintptr_t begin, end;
+  const ArrayGroup* group;
+  size_t index;
+};
+
+// Any two arrays whose bytes overlap, where at least one of them is written, is an error:
+// the fused pass would read values it has already overwritten.
+void check_overlaps(const std::vector<const ArrayGroup*>& groups) {
+  std::vector<Span> spans;
+  for (const ArrayGroup* g : groups)
+    for (size_t i = 0; i < g->arrays.size(); ++i) {
+      const ArrayDesc& a = g->arrays[i];
+      if (a.present && a.nbytes() > 0)
+        spans.push_back({a.ptr, a.ptr + static_cast<std::uintptr_t>(a.nbytes()), g, i});
+    }
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& x, const Span& y) { return x.begin < y.begin; });
+  // Sweep keeping the furthest-reaching written span and the furthest-reaching span.
+  const Span* open_any = nullptr;
+  const Span* open_written = nullptr;
+  for (const Span& s : spans) {
+    const Span* clash = nullptr;
+    if (open_written && open_written->end > s.begin) clash = open_written;
+    else if (s.group->writeable && open_any && open_any->end > s.begin) clash = open_any;
+    if (clash) {
+      const bool same = clash->begin == s.begin && clash->end == s.end;
+      throw ArgValueError(at(*s.group, s.index) + (same ? " is the same array as " : " shares memory with ") +
+                          at(*clash->group, clash->index) +
+                          (s.group == clash->group && s.group->name == "params"
+                               ? ": every parameter must appear once"
+                               : ": arrays written by the step must not overlap any other array"));
+    }
+    if (!open_any || s.end > open_any->end) open_any = &s;
+    if (s.group->writeable && (!open_written || s.end > open_written->end)) open_written = &s;
+  }
+}
+
+}  // namespace
+
+std::string shape_str(const ArrayDesc& a) {
+  std::ostringstream o;
+  o << "(";
+  for (int d = 0; d < a.ndim; ++d) o << a.shape[d] << (a.ndim == 1 ? "," : d + 1 < a.ndim ? ", " : "");
+  o << ")";
+  return o.str();
+}
+
+void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
+                   const std::vector<const ArrayGroup*>& states,
+                   const std::vector<bool>& allow_missing) {
+  const size_t n = params.arrays.size();
+  if (grads.arrays.size() != n)
+    throw ArgValueError("got " + std::to_string(grads.arrays.size()) + " grads for " +
+                        std::to_string(n) + " params");
+  for (const ArrayGroup* s : states)
+    if (s->arrays.size() != n)
+      throw ArgValueError("got " + std::to_string(s->arrays.size()) + " arrays in " + s->name +
+                          " for " + std::to_string(n) + " params");
+  const int device = n ? params.arrays[0].device : -1;
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc& p = params.arrays[i];
+    const ArrayDesc& g = grads.arrays[i];
+    check_one(params, i, true);
+    if (g.dtype != p.dtype)
+      throw ArgTypeError(at(grads, i) + ": dtype " + (g.dtype == DType::kUnsupported ? g.dtype_str : dtype_name(g.dtype)) +
+                         " does not match " + at(params, i) + " dtype " + dtype_name(p.dtype));
+    if (!same_shape(g, p))
+      throw ArgValueError(at(grads, i) + ": shape " + shape_str(g) + " does not match " +
+                          at(params, i) + " shape " + shape_str(p));
+    check_one(grads, i, false);
+    if (p.device != device || g.device != p.device)
+      throw ArgValueError(at(p.device != device ? params : grads, i) + ": is on device " +
+                          std::to_string(p.device != device ? p.device : g.device) +
+                          " but params[0] is on device " + std::to_string(device));
+    for (size_t k = 0; k < states.size(); ++k) {
+      const ArrayGroup& sg = *states[k];
+      const ArrayDesc& s = sg.arrays[i];
+      if (!s.present) {
+        if (allow_missing[k]) continue;
+        throw ArgValueError(at(sg, i) + ": missing state array");
+      }
+      if (s.dtype != state_dtype(p.dtype))
+        throw ArgTypeError(at(sg, i) + ": dtype " + (s.dtype == DType::kUnsupported ? s.dtype_str : dtype_name(s.dtype)) +
+                           " but " + dtype_name(p.dtype) + " params need " +
+                           dtype_name(state_dtype(p.dtype)) + " state");
+      if (s.numel != p.numel)
+        throw ArgValueError(at(sg, i) + ": has " + std::to_string(s.numel) + " elements but " +
+                            at(params, i) + " has " + std::to_string(p.numel));
+      check_one(sg, i, true);
+      if (s.device != p.device)
+        throw ArgValueError(at(sg, i) + ": is on device " + std::to_string(s.device) + " but " +
+                            at(params, i) + " is on device " + std::to_string(p.device));
+    }
+  }
+  std::vector<const ArrayGroup*> all{&params, &grads};
+  all.insert(all.end(), states.begin(), states.end());
+  check_overlaps(all);
+}
+
+void validate_params(const ArrayGroup& params) {
+  for (size_t i = 0; i < params.arrays.size(); ++i) check_one(params, i, true);
+  check_overlaps({&params});
+}
+
+void validate_inputs_outputs(const ArrayGroup& inputs, const ArrayGroup* outputs) {
+  const size_t n = inputs.arrays.size();
+  for (size_t i = 0; i < n; ++i) check_one(inputs, i, false);
+  if (!outputs) return;
+  if (outputs->arrays.size() != n)
+    throw ArgValueError("got " + std::to_string(outputs->arrays.size()) + " outputs for " +
+                        std::to_string(n) + " inputs");
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc& x = inputs.arrays[i];
+    const ArrayDesc& o = outputs->arrays[i];
+    check_one(*outputs, i, true);
+    if (o.dtype != x.dtype)
+      throw ArgTypeError(at(*outputs, i) + ": dtype " + dtype_name(o.dtype) + " does not match " +
+                         at(inputs, i) + " dtype " + dtype_name(x.dtype));
+    if (!same_shape(o, x))
+      throw ArgValueError(at(*outputs, i) + ": shape " + shape_str(o) + " does not match " +
+                          at(inputs, i) + " shape " + shape_str(x));
+    if (o.device != x.device)
+      throw ArgValueError(at(*outputs, i) + ": is on another device than " + at(inputs, i));
+  }
+  // An output may be exactly its own input (in place); any other overlap is an error.
+  ArrayGroup outs{outputs->name, {}, true};
+  ArrayGroup ins{inputs.name, {}, false};
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc& x = inputs.arrays[i];
+    ArrayDesc o = outputs->arrays[i];
+    ins.arrays.push_back(x);
+    if (o.ptr == x.ptr && o.numel == x.numel) ins.arrays.back().present = false;
+    outs.arrays.push_back(o);
+  }
+  check_overlaps({&ins, &outs});
+}
+
+}  // namespace fusedupdates

@@ -1,0 +1,53 @@
+// What the CPU backend is asked to do in one call: plain pointers and sizes, already
+// validated by the binding. No Python, no math.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "../rules/common.h"
+
+namespace fusedupdates::cpu {
+
+struct TensorSlot {
+  void* param;
+  const void* grad;
+  void* state[kMaxStates];  // the rule's states, then the velocity when with_momentum
+  int64_t numel;
+  bool with_momentum;
+};
+
+struct StepPlan {
+  RuleId rule;
+  DType dtype;  // storage dtype of params and grads
+  bool nesterov;
+  HyperParams hyper;  // grad_scale is filled by the backend when clipping
+  std::vector<TensorSlot> tensors;
+};
+
+// A read-only or written list of equally typed arrays (norm reductions and scaling).
+struct ArrayList {
+  DType dtype;
+  std::vector<const void*> inputs;
+  std::vector<void*> outputs;  // may equal inputs (in place)
+  std::vector<int64_t> numel;
+};
+
+// The per-ISA kernel table; one instance is compiled for each instruction set.
+struct KernelTable {
+  const char* isa;
+  void (*apply_step)(const StepPlan&, int num_threads);
+  // Sum of squares of every element of every grad of the plan (deterministic order).
+  double (*plan_sum_squares)(const StepPlan&, int num_threads);
+  double (*list_sum_squares)(const ArrayList&, int num_threads);
+  void (*list_scale)(const ArrayList&, double factor, int num_threads);
+  // x viewed as [outer, reduce, inner]: norms over the middle axis, then x*min(n,max)/(eps+n).
+  void (*norm_constraint)(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
+                          int64_t inner, double max_norm, double epsilon, int num_threads);
+  // Bandwidth ceiling for benchmarks: rw[k][i] += c * (ro[0][i] + ...), the same streams
+  // (n_rw read and written, n_ro only read) as an update rule but no math to speak of.
+  void (*stream)(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n_ro,
+                 int64_t numel, int num_threads);
+};
+
+}  // namespace fusedupdates::cpu

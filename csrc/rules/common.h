@@ -1,0 +1,55 @@
+// Shared vocabulary of the rule functors: the host/device qualifier, the per-step
+// hyperparameters and the small fixed-size state vector a rule updates in place.
+#pragma once
+
+#if defined(__CUDACC__)
+#define FU_HD __host__ __device__ __forceinline__
+#else
+#define FU_HD inline
+#endif
+
+#if defined(__CUDACC__)
+#include <cuda/std/cmath>
+#define FU_MATH ::cuda::std
+#else
+#include <cmath>
+#define FU_MATH ::std
+#endif
+
+namespace fusedupdates {
+
+// Everything a rule may need for one step, as doubles. Filled once per step (from Python
+// on the CPU, from device memory on the GPU so that CUDA graph replays see new values).
+struct HyperParams {
+  double learning_rate;
+  double beta1;       // beta1 of the adam family, rho of rmsprop / adadelta
+  double beta2;       // beta2 of the adam family
+  double epsilon;
+  double momentum;    // mu of the momentum modifier
+  double step;        // t, 1-based: the counter is incremented before use
+  double grad_scale;  // total-norm multiplier applied to every gradient, 1.0 when unused
+};
+
+// Rule ids shared with Python (fusedupdates/_rules.py) and both backends.
+enum class RuleId : int {
+  kSgd = 0,
+  kAdagrad = 1,
+  kRmsprop = 2,
+  kAdadelta = 3,
+  kAdam = 4,
+  kAdamax = 5,
+  kAmsgrad = 6,
+};
+constexpr int kNumRules = 7;
+constexpr int kMaxStates = 4;  // amsgrad (3) + velocity
+
+// Per-element state of a rule. Always at least one slot so that stateless rules
+// (sgd) still have a valid array type; the unused slot is never read or written.
+template <typename T, int K>
+struct StateVec {
+  T v[K > 0 ? K : 1];
+  FU_HD T& operator[](int i) { return v[i]; }
+  FU_HD const T& operator[](int i) const { return v[i]; }
+};
+
+}  // namespace fusedupdates

@@ -1,0 +1,149 @@
+"""Lasagne's norm constraints as native kernels (one reduction pass plus one scaling pass)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ._dispatch import as_list, backend_for
+from ._hyper import check_hyper, check_max_norm
+
+
+def _default_norm_axes(ndim: int) -> tuple[int, ...]:
+    if ndim == 2:
+        return (0,)
+    if ndim in (3, 4, 5):
+        return tuple(range(1, ndim))
+    raise ValueError(
+        f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`"
+    )
+
+
+def _normalize_axes(norm_axes: Any, ndim: int) -> tuple[int, ...]:
+    axes = (norm_axes,) if isinstance(norm_axes, (int, np.integer)) else tuple(norm_axes)
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"norm_axes must hold integers, got {a!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"norm_axes: axis {a} is out of range for a {ndim}-d array")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"norm_axes: repeated axis in {tuple(axes)}")
+    return tuple(sorted(out))
+
+
+def _outer_reduce_inner(shape: tuple[int, ...], axes: tuple[int, ...]):
+    """Sizes [outer, reduce, inner] if the reduced axes form one block (ignoring size-1
+    axes), else None."""
+    kinds = [(d, i in axes) for i, d in enumerate(shape) if d != 1]
+    flags = [r for _, r in kinds]
+    first = flags.index(True) if True in flags else len(flags)
+    last = len(flags) - flags[::-1].index(True) if True in flags else len(flags)
+    if not all(flags[first:last]):
+        return None
+    sizes = [d for d, _ in kinds]
+    outer = int(np.prod(sizes[:first], dtype=np.int64))
+    reduce = int(np.prod(sizes[first:last], dtype=np.int64))
+    inner = int(np.prod(sizes[last:], dtype=np.int64))
+    return outer, reduce, inner
+
+
+def norm_constraint(
+    tensor_var: Any,
+    max_norm: float,
+    norm_axes: Optional[Union[int, Sequence[int]]] = None,
+    epsilon: float = 1e-7,
+    out: Any = None,
+) -> Any:
+    """Max weight norm constraint (Lasagne's ``norm_constraint``), as a native kernel.
+
+    Norms are taken over ``norm_axes``, and every slice is scaled by
+    ``min(norm, max_norm) / (epsilon + norm)``.
+
+    Parameters
+    ----------
+    tensor_var : array
+        The array to constrain (NumPy or CuPy, float16/32/64).
+    max_norm : float
+        The maximum norm.
+    norm_axes : int or sequence of int, optional
+        Axes to sum over. Default: ``(0,)`` for 2-D arrays (dense layers), all axes but the
+        first for 3-D, 4-D and 5-D arrays (convolution filters).
+    epsilon : float, optional
+        Value added to the norm in the denominator.
+    out : array, optional
+        Where to write the result; pass ``tensor_var`` itself to constrain in place.
+
+    Returns
+    -------
+    array
+        ``out``, or a new array of the same shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        ``"Unsupported tensor dimensionality"`` when ``norm_axes`` is None and the array is
+        not 2-D to 5-D.
+    """
+    backend = backend_for([tensor_var], "tensor_var")
+    ndim = tensor_var.ndim
+    axes = _default_norm_axes(ndim) if norm_axes is None else _normalize_axes(norm_axes, ndim)
+    bound = check_max_norm(max_norm)
+    eps = check_hyper("epsilon", epsilon)
+    if out is None:
+        out = backend.empty_like(tensor_var)
+    sizes = _outer_reduce_inner(tuple(tensor_var.shape), axes)
+    if sizes is not None:
+        backend.norm_constraint(tensor_var, out, *sizes, bound, eps)
+        return out
+    # Reduced axes interleaved with kept ones: gather them last in a contiguous copy.
+    kept = [a for a in range(ndim) if a not in axes]
+    order = kept + list(axes)
+    moved = tensor_var.transpose(order).copy()
+    scaled = backend.empty_like(moved)
+    outer = int(np.prod([tensor_var.shape[a] for a in kept], dtype=np.int64))
+    backend.norm_constraint(moved, scaled, outer, moved.size // max(outer, 1), 1, bound, eps)
+    out[...] = scaled.transpose(np.argsort(order))
+    return out
+
+
+def total_norm_constraint(
+    tensor_vars: Sequence[Any],
+    max_norm: float,
+    epsilon: float = 1e-7,
+    return_norm: bool = False,
+    out: Optional[Sequence[Any]] = None,
+) -> Any:
+    """Rescale a list of arrays so their joint L2 norm is at most ``max_norm``.
+
+    Lasagne's ``total_norm_constraint``: ``N = sqrt(sum_i sum(x_i^2))`` and every array is
+    multiplied by ``min(N, max_norm) / (epsilon + N)`` (slightly below 1 even when
+    ``N < max_norm``, as in Lasagne).
+
+    Parameters
+    ----------
+    tensor_vars : list of arrays
+        The arrays (typically gradients), all of one dtype and backend.
+    max_norm : float
+        Threshold on the total norm.
+    epsilon : float, optional
+        Value added to the norm in the denominator.
+    return_norm : bool, optional
+        Also return the total norm.
+    out : list of arrays, optional
+        Where to write; pass ``tensor_vars`` itself to scale in place.
+
+    Returns
+    -------
+    list of arrays, or (list of arrays, float)
+        The scaled arrays, and the norm when ``return_norm`` is true.
+    """
+    xs = as_list(tensor_vars, "tensor_vars")
+    backend = backend_for(xs, "tensor_vars")
+    bound = check_max_norm(max_norm)
+    eps = check_hyper("epsilon", epsilon)
+    outs = [backend.empty_like(x) for x in xs] if out is None else as_list(out, "out")
+    norm = backend.total_norm_constraint(xs, outs, bound, eps)
+    return (outs, norm) if return_norm else outs

@@ -1,0 +1,267 @@
+"""Stateless fused steps for users who keep their own state buffers.
+
+Each function applies one update of its rule to every parameter, in place, in ONE native call
+(one pass over memory). Arguments may be single arrays or lists of arrays. The updaters of
+:mod:`fusedupdates` are built on :func:`fused_step`.
+
+All functions share these keyword arguments:
+
+velocity : array, list of arrays (entries may be None) or None
+    Velocity buffers of Lasagne's ``apply_momentum`` / ``apply_nesterov_momentum`` modifier,
+    fused into the same pass. ``None`` entries leave that parameter without the modifier.
+momentum : float
+    The modifier's momentum (used only with ``velocity``).
+nesterov : bool
+    Nesterov form of the modifier.
+max_norm : float or None
+    If given, the gradients are scaled by Lasagne's ``total_norm_constraint`` multiplier
+    (``epsilon=1e-7``) inside the step; the caller's arrays are not modified and the total
+    norm is returned.
+
+Returns
+-------
+float, 0-d device array or None
+    The total gradient norm when ``max_norm`` is given (a 0-d CuPy array on the GPU, so that
+    no host synchronisation happens), else None.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+from . import _hyper
+from ._dispatch import as_list, backend_for
+from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, CLIP_EPSILON, RMSPROP, SGD, RuleSpec
+
+ArrayOrList = Union[Any, Sequence[Any]]
+Norm = Optional[Any]
+
+__all__ = [
+    "sgd",
+    "momentum",
+    "nesterov_momentum",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "adamax",
+    "amsgrad",
+    "fused_step",
+]
+
+
+def fused_step(
+    spec: RuleSpec,
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    states: Sequence[ArrayOrList],
+    hyper: dict[str, Any],
+    *,
+    step: int | None = None,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+    cache: dict | None = None,
+) -> Norm:
+    """Apply rule ``spec`` once to every parameter (the engine under every public step).
+
+    Everything is validated (hyperparameters here, arrays natively) before any array is
+    written, so an error leaves every parameter and state unchanged.
+    """
+    params = as_list(params, "params")
+    grads = as_list(grads, "grads")
+    state_lists = [as_list(s, f"state '{n}'") for s, n in zip(states, spec.state_names)]
+    if len(states) != len(spec.state_names):
+        raise ValueError(
+            f"{spec.name} needs {len(spec.state_names)} state arrays "
+            f"{list(spec.state_names)}, got {len(states)}"
+        )
+    velocity_list = None if velocity is None else as_list(velocity, "velocity")
+    if spec.uses_step:
+        if step is None:
+            raise TypeError(f"{spec.name} needs step=t, the 1-based update count")
+        t = _hyper.check_step(step)
+    else:
+        t = 1 if step is None else _hyper.check_step(step)
+    packed = _hyper.pack(spec, hyper, momentum if velocity_list is not None else 0.0, t)
+    clip = _hyper.check_max_norm(max_norm)
+    backend = backend_for(params)
+    return backend.step(
+        spec.rule_id,
+        bool(nesterov),
+        params,
+        grads,
+        state_lists,
+        list(spec.state_names),
+        velocity_list,
+        packed,
+        clip,
+        CLIP_EPSILON,
+        cache,
+    )
+
+
+def sgd(params, grads, *, learning_rate, velocity=None, momentum=0.9, nesterov=False,
+        max_norm=None) -> Norm:
+    """Stochastic gradient descent: ``p <- p - learning_rate * g``.
+
+    Parameters
+    ----------
+    params, grads : array or list of arrays
+        Parameters (updated in place) and their gradients.
+    learning_rate : float
+        The learning rate.
+    """
+    return fused_step(SGD, params, grads, [], {"learning_rate": learning_rate},
+                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+
+
+def momentum(params, grads, velocity, *, learning_rate, momentum=0.9, max_norm=None) -> Norm:
+    """SGD with classical momentum: ``v <- mu v - lr g``; ``p <- p + v``.
+
+    Parameters
+    ----------
+    params, grads, velocity : array or list of arrays
+        Parameters (updated in place), gradients, velocity state (updated in place).
+    learning_rate : float
+        The learning rate.
+    momentum : float
+        The momentum mu, in [0, 1).
+    """
+    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
+               momentum=momentum, nesterov=False, max_norm=max_norm)
+
+
+def nesterov_momentum(params, grads, velocity, *, learning_rate, momentum=0.9,
+                      max_norm=None) -> Norm:
+    """SGD with Nesterov momentum: ``v <- mu v - lr g``; ``p <- p + mu v - lr g``.
+
+    Parameters
+    ----------
+    params, grads, velocity : array or list of arrays
+        Parameters (updated in place), gradients, velocity state (updated in place).
+    learning_rate : float
+        The learning rate.
+    momentum : float
+        The momentum mu, in [0, 1).
+    """
+    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
+               momentum=momentum, nesterov=True, max_norm=max_norm)
+
+
+def adagrad(params, grads, accu, *, learning_rate=1.0, epsilon=1e-6, velocity=None,
+            momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """Adagrad: ``a <- a + g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
+
+    Parameters
+    ----------
+    params, grads, accu : array or list of arrays
+        Parameters, gradients and the accumulated squared gradients (state).
+    learning_rate, epsilon : float
+        Step size and the constant added INSIDE the square root.
+    """
+    return fused_step(ADAGRAD, params, grads, [accu],
+                      {"learning_rate": learning_rate, "epsilon": epsilon},
+                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+
+
+def rmsprop(params, grads, accu, *, learning_rate=1.0, rho=0.9, epsilon=1e-6, velocity=None,
+            momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """RMSProp: ``a <- rho a + (1 - rho) g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
+
+    Parameters
+    ----------
+    params, grads, accu : array or list of arrays
+        Parameters, gradients and the moving average of squared gradients (state).
+    learning_rate, rho, epsilon : float
+        Step size, decay in [0, 1), constant added inside the square root.
+    """
+    return fused_step(RMSPROP, params, grads, [accu],
+                      {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
+                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+
+
+def adadelta(params, grads, accu, delta_accu, *, learning_rate=1.0, rho=0.95, epsilon=1e-6,
+             velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """Adadelta (Zeiler 2012) with Lasagne's learning rate.
+
+    ``a <- rho a + (1-rho) g^2``; ``u = g sqrt(d + eps) / sqrt(a + eps)``;
+    ``p <- p - lr u``; ``d <- rho d + (1-rho) u^2``.
+
+    Parameters
+    ----------
+    params, grads, accu, delta_accu : array or list of arrays
+        Parameters, gradients and the two accumulators (state).
+    learning_rate, rho, epsilon : float
+        Step size, decay in [0, 1), constant added inside the square roots.
+    """
+    return fused_step(ADADELTA, params, grads, [accu, delta_accu],
+                      {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
+                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+
+
+def adam(params, grads, m, v, *, step, learning_rate=0.001, beta1=0.9, beta2=0.999,
+         epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """Adam (Kingma & Ba 2014) as in Lasagne.
+
+    ``a_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``;
+    ``v <- beta2 v + (1-beta2) g^2``; ``p <- p - a_t m / (sqrt(v) + epsilon)``.
+
+    Parameters
+    ----------
+    params, grads, m, v : array or list of arrays
+        Parameters, gradients, first and second moment estimates (state).
+    step : int
+        t, the 1-based index of this update.
+    learning_rate, beta1, beta2, epsilon : float
+        As in Lasagne; epsilon is not bias-corrected.
+    """
+    return fused_step(ADAM, params, grads, [m, v],
+                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
+                       "epsilon": epsilon},
+                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
+                      max_norm=max_norm)
+
+
+def adamax(params, grads, m, u, *, step, learning_rate=0.002, beta1=0.9, beta2=0.999,
+           epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """Adamax, the infinity-norm variant of Adam.
+
+    ``a_t = lr / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``; ``u <- max(beta2 u, |g|)``;
+    ``p <- p - a_t m / (u + epsilon)``.
+
+    Parameters
+    ----------
+    params, grads, m, u : array or list of arrays
+        Parameters, gradients, first moment and weighted infinity norm (state).
+    step : int
+        t, the 1-based index of this update.
+    learning_rate, beta1, beta2, epsilon : float
+        As in Lasagne.
+    """
+    return fused_step(ADAMAX, params, grads, [m, u],
+                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
+                       "epsilon": epsilon},
+                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
+                      max_norm=max_norm)
+
+
+def amsgrad(params, grads, m, v, v_hat, *, step, learning_rate=0.001, beta1=0.9, beta2=0.999,
+            epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+    """AMSGrad: Adam with ``v_hat <- max(v_hat, v)`` in the denominator.
+
+    Parameters
+    ----------
+    params, grads, m, v, v_hat : array or list of arrays
+        Parameters, gradients, moments and the running maximum of v (state).
+    step : int
+        t, the 1-based index of this update.
+    learning_rate, beta1, beta2, epsilon : float
+        As in Lasagne.
+    """
+    return fused_step(AMSGRAD, params, grads, [m, v, v_hat],
+                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
+                       "epsilon": epsilon},
+                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
+                      max_norm=max_norm)
