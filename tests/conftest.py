@@ -7,6 +7,7 @@ move it with ``xp.asarray`` and bring results back with ``xp.get``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -64,5 +65,5 @@ def xp(request) -> Backend:
 
 @pytest.fixture
 def rng() -> np.random.Generator:
-    """A seeded random generator, fresh for every test."""
-    return np.random.default_rng(12345)
+    """A seeded random generator, fresh for every test (seed: $FU_TEST_SEED, default 12345)."""
+    return np.random.default_rng(int(os.environ.get("FU_TEST_SEED", "12345")))

@@ -38,6 +38,31 @@ void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, con
   }
 }
 
+// float16 storage: widen a tile of p and g to float, run the float loop, narrow p back.
+template <class Rule>
+void apply_piece_half(const Rule& rule, float grad_scale, half_t* p, const half_t* g, float* const* s,
+                      int64_t n) {
+  alignas(64) float p32[kHalfTile];
+  alignas(64) float g32[kHalfTile];
+  for (int64_t i = 0; i < n; i += kHalfTile) {
+    const int64_t w = n - i < kHalfTile ? n - i : kHalfTile;
+    widen(p + i, p32, w);
+    widen(g + i, g32, w);
+    const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
+    apply_piece<float>(rule, grad_scale, p32, g32, at(0), at(1), at(2), at(3), w);
+    narrow(p32, p + i, w);
+  }
+}
+
+template <class S, class Rule>
+void apply_any_piece(const Rule& rule, compute_t<S> grad_scale, S* p, const S* g,
+                     compute_t<S>* const* s, int64_t n) {
+  if constexpr (std::is_same_v<S, half_t>)
+    apply_piece_half(rule, grad_scale, p, g, s, n);
+  else
+    apply_piece<S>(rule, grad_scale, p, g, s[0], s[1], s[2], s[3], n);
+}
+
 template <class S, template <class> class R>
 void apply_step_typed(const StepPlan& plan, int num_threads) {
   using T = compute_t<S>;
@@ -55,11 +80,11 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
     const S* g = static_cast<const S*>(slot.grad) + lo;
     const int64_t n = hi - lo;
     if (!slot.with_momentum)
-      apply_piece<S>(plain, grad_scale, p, g, s[0], s[1], s[2], s[3], n);
+      apply_any_piece<S>(plain, grad_scale, p, g, s, n);
     else if (plan.nesterov)
-      apply_piece<S>(nesterov, grad_scale, p, g, s[0], s[1], s[2], s[3], n);
+      apply_any_piece<S>(nesterov, grad_scale, p, g, s, n);
     else
-      apply_piece<S>(heavy_ball, grad_scale, p, g, s[0], s[1], s[2], s[3], n);
+      apply_any_piece<S>(heavy_ball, grad_scale, p, g, s, n);
   });
 }
 

@@ -1,17 +1,54 @@
 // Loads and stores between a storage type S and the compute type T. The only place that
 // knows float16 exists on the CPU.
 #pragma once
+#include <cstdint>
 #include <type_traits>
+
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fusedupdates::cpu {
 
 #if defined(__FLT16_MAX__)
-using half_t = _Float16;  // GCC/Clang native type: converts with F16C/AVX-512 instructions
+using half_t = _Float16;  // GCC >= 12 / Clang native type
 #else
 #error "fusedupdates needs a compiler with _Float16 support (GCC >= 12 or Clang >= 15)"
 #endif
 
 template <typename S>
 using compute_t = std::conditional_t<std::is_same_v<S, double>, double, float>;
+
+// GCC 12 cannot vectorise _Float16 <-> float conversions without AVX512-FP16, so float16
+// pieces are widened a tile at a time with F16C / AVX-512 instructions, processed by the
+// (vectorised) float loop, and narrowed back with round-to-nearest-even, exactly as a
+// scalar static_cast would.
+constexpr int64_t kHalfTile = 512;
+
+inline void widen(const half_t* __restrict in, float* __restrict out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i))));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#endif
+  for (; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+inline void narrow(const float* __restrict in, half_t* __restrict out, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; i < n; ++i) out[i] = static_cast<half_t>(in[i]);
+}
 
 }  // namespace fusedupdates::cpu

@@ -92,6 +92,8 @@ def norm_constraint(
     axes = _default_norm_axes(ndim) if norm_axes is None else _normalize_axes(norm_axes, ndim)
     bound = check_max_norm(max_norm)
     eps = check_hyper("epsilon", epsilon)
+    if not tensor_var.flags.c_contiguous:
+        tensor_var = tensor_var.copy(order="C")  # the input is only read: a copy is harmless
     if out is None:
         out = backend.empty_like(tensor_var)
     sizes = _outer_reduce_inner(tuple(tensor_var.shape), axes)

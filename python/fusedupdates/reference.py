@@ -287,6 +287,12 @@ def amsgrad(
     return _apply(inner, params, grads, [m, v, v_hat], velocity, momentum, nesterov, max_norm)
 
 
+def _times(x: Array, factor: Any) -> Array:
+    """``x * factor`` as a new array (NumPy turns 0-d results into scalars: undo that)."""
+    out = x * factor
+    return np.asarray(out) if isinstance(out, np.generic) else out
+
+
 def norm_constraint(
     x: Array, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7,
 ) -> Array:
@@ -326,9 +332,7 @@ def norm_constraint(
         )
     norms = np.sqrt(np.sum(x**2, axis=sum_over, keepdims=True))
     target = np.clip(norms, 0, max_norm)
-    out = x.copy()  # in-place multiply keeps 0-d inputs as arrays
-    out *= target / (epsilon + norms)
-    return out
+    return _times(x, target / (epsilon + norms))
 
 
 def total_norm_constraint(
@@ -356,9 +360,7 @@ def total_norm_constraint(
     xs = _as_list(xs)
     norm = math.sqrt(sum(float((x.astype(np.float64) ** 2).sum()) for x in xs))
     multiplier = min(norm, max_norm) / (epsilon + norm)
-    scaled = [x.copy() for x in xs]
-    for s in scaled:
-        s *= multiplier
+    scaled = [_times(x, multiplier) for x in xs]
     if return_norm:
         return scaled, norm
     return scaled

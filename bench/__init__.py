@@ -1,0 +1,1 @@
+"""Benchmark harness for fusedupdates: ``python -m bench`` (see bench/README.md)."""

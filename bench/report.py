@@ -1,0 +1,227 @@
+"""Markdown table, targets section, JSON dump and the log-log plot of one benchmark run."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .timing import Measurement
+from .workloads import DTYPES, RULES, Workload, bytes_per_elem, traffic
+
+FU_ROW = "fu.updater step()"
+
+
+@dataclass
+class ConfigResult:
+    rule: str
+    dtype: str
+    workload: Workload
+    rows: list[Measurement]
+    skips: list[str] = field(default_factory=list)
+
+    def row(self, name: str) -> Measurement | None:
+        for m in self.rows:
+            if m.name == name and m.times:
+                return m
+        return None
+
+    @property
+    def ceiling_bw(self) -> float:
+        """Best ceiling bandwidth of this config in bytes/s (nan when none was measured)."""
+        bws = [gbs(m, self.workload) for m in self.rows if m.is_ceiling and m.times]
+        return max(bws) if bws else math.nan
+
+
+def gbs(m: Measurement, wl: Workload) -> float:
+    return m.bytes_per_elem * wl.numel / m.median if m.times else math.nan
+
+
+def fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "–"
+    for unit, f in (("s", 1.0), ("ms", 1e3), ("µs", 1e6)):
+        if s * f >= 1:
+            return f"{s * f:.3g} {unit}" if s * f < 1000 else f"{s * f:.0f} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def _f(x: float, spec: str) -> str:
+    return format(x, spec) if math.isfinite(x) else "–"
+
+
+# ------------------------------------------------------------------------------------ targets
+
+CPU_TARGETS = [  # (rule, dtype, workload, peer row or "ceiling", required ratio)
+    ("adam", "float32", "16M", "torch fused", 1.5),
+    ("adam", "float32", "16M", "DeepSpeedCPUAdam", 1.0),
+    ("adam", "float32", "16M", "fu.reference (NumPy)", 10.0),
+    ("adam", "float32", "16M", "ceiling", 0.85),
+    ("adam", "float32", "model-10M", "torch fused", 1.4),
+    ("adam", "float32", "model-10M", "DeepSpeedCPUAdam", 1.4),
+    ("adam", "float32", "4K", "torch fused", 6.0),
+]
+
+
+def evaluate_targets(results: list[ConfigResult], device: str) -> list[dict]:
+    if device != "cpu":
+        return []
+    by_key = {(r.rule, r.dtype, r.workload.name): r for r in results}
+    out = []
+    for rule, dtype, wl, peer, need in CPU_TARGETS:
+        what = (f"{rule} {dtype} {wl}: fu.updater "
+                + (f"≥ {need:.0%} of the streaming ceiling" if peer == "ceiling"
+                   else f"≥ {need:g}× {peer}"))
+        res = by_key.get((rule, dtype, wl))
+        fu = res.row(FU_ROW) if res else None
+        ratio = math.nan
+        if fu is not None:
+            if peer == "ceiling":
+                ratio = gbs(fu, res.workload) / res.ceiling_bw
+            elif (m := res.row(peer)) is not None:
+                ratio = m.median / fu.median
+        status = "not measured" if not math.isfinite(ratio) else (
+            "met" if ratio >= need else "NOT met")
+        shown = _f(ratio, ".0%") if peer == "ceiling" else _f(ratio, ".2f") + "×"
+        out.append(dict(target=what, measured=shown, ratio=ratio, required=need, status=status))
+    return out
+
+
+# ----------------------------------------------------------------------------------- markdown
+
+
+def bytes_table() -> list[str]:
+    lines = ["| rule | streams read | streams written | float32 B/elem | float16 B/elem "
+             "(fp32 state) | torch float16 B/elem (fp16 state) |", "|---|---|---|---|---|---|"]
+    for r in RULES.values():
+        reads = ", ".join(["p", "g", *r.states])
+        writes = ", ".join(["p", *r.states])
+        f32 = traffic(r, 4, 4)
+        f16 = traffic(r, 2, 4)
+        lines.append(f"| {r.name} | {reads} | {writes} | {sum(f32)} ({f32[0]}+{f32[1]}) | "
+                     f"{sum(f16)} ({f16[0]}+{f16[1]}) | {bytes_per_elem(r, 'float16', 'float16')} |")
+    return lines
+
+
+def config_table(res: ConfigResult) -> list[str]:
+    wl = res.workload
+    fu = res.row(FU_ROW)
+    ceil = res.ceiling_bw
+    lines = []
+    for m in res.rows:
+        if not m.times:
+            lines.append(f"| {wl.label} | {m.name} | failed: {m.error or 'no samples'} "
+                         "| | | | | | | |")
+            continue
+        bw = gbs(m, wl)
+        speed = m.median / fu.median if fu is not None else math.nan
+        name = m.name + (f" ({m.note})" if m.note else "")
+        lines.append(
+            f"| {wl.label} | {name} | {fmt_time(m.median)} | {fmt_time(m.min)} – "
+            f"{fmt_time(m.max)} | {_f(m.median / wl.numel * 1e9, '.3g')} | "
+            f"{_f(wl.numel / m.median / 1e9, '.3g')} | {m.bytes_per_elem:g} | "
+            f"{_f(bw / 1e9, '.1f')} | {_f(bw / ceil, '.0%')} | "
+            f"{'—' if m.name == FU_ROW or m.is_ceiling else _f(speed, '.2f') + '×'} |")
+    return lines
+
+
+def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> str:
+    out = [f"# fusedupdates benchmark: {meta['machine']}, {meta['date']}", ""]
+    for k, v in meta["header"].items():
+        out.append(f"- **{k}**: {v}")
+    out += ["", "## Bytes per element", "",
+            "The minimum memory traffic of one update (every written array is also read, so "
+            "there is no extra write-allocate traffic). Effective GB/s = B/elem × elements / "
+            "time; % ceiling = GB/s over the best same-pattern streaming kernel's GB/s measured "
+            "for the same config in this run.", "", *bytes_table(), ""]
+    out += ["## Targets", ""]
+    if targets:
+        out += ["| target | measured | status |", "|---|---|---|"]
+        out += [f"| {t['target']} | {t['measured']} | {t['status']} |" for t in targets]
+    else:
+        out.append("No targets are defined for this device.")
+    out += ["", "## Results", "",
+            "time/step: median over rounds [min – max]; speedup = implementation's median / "
+            "fu.updater's median (> 1: fusedupdates is faster).", ""]
+    head = ["| size | implementation | time/step | [min – max] | ns/elem | Gelem/s | B/elem | "
+            "GB/s | % ceiling | fu.updater speedup |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for rule in RULES:
+        for dtype in DTYPES:
+            group = [r for r in results if r.rule == rule and r.dtype == dtype]
+            if not group:
+                continue
+            out += [f"### {rule} · {dtype}", "", *head]
+            for r in group:
+                out += config_table(r)
+            skips = sorted({s for r in group for s in r.skips})
+            out += [""] + [f"- skipped: {s}" for s in skips] + ([""] if skips else [])
+    return "\n".join(out) + "\n"
+
+
+def to_json(results: list[ConfigResult], meta: dict, targets: list[dict]) -> str:
+    rows = []
+    for r in results:
+        for m in r.rows:
+            rows.append(dict(rule=r.rule, dtype=r.dtype, workload=r.workload.name,
+                             numel=r.workload.numel, n_tensors=r.workload.n_tensors,
+                             **asdict(m)))
+    return json.dumps(dict(meta=meta, targets=targets, rows=rows), indent=1, default=str)
+
+
+# --------------------------------------------------------------------------------------- plot
+
+
+def plot(results: list[ConfigResult], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rules = [r for r in RULES if any(x.rule == r for x in results)]
+    dtypes = [d for d in DTYPES if any(x.dtype == d for x in results)]
+    if not rules or not dtypes:
+        return False
+    fig, axes = plt.subplots(len(dtypes), len(rules), figsize=(4.6 * len(rules),
+                             3.9 * len(dtypes)), squeeze=False, sharex=True)
+    names = list(dict.fromkeys(m.name for r in results for m in r.rows))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    color = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+    for i, dtype in enumerate(dtypes):
+        for j, rule in enumerate(rules):
+            ax = axes[i][j]
+            group = [r for r in results if r.rule == rule and r.dtype == dtype]
+            for name in names:
+                pts = [(r.workload.numel, m.median / r.workload.numel * 1e9, r.workload.is_model)
+                       for r in group for m in r.rows if m.name == name and m.times]
+                line = sorted((x, y) for x, y, mod in pts if not mod)
+                style = dict(color=color[name], lw=2.2 if name == FU_ROW else 1.2,
+                             ls="--" if name.startswith("ceiling") else "-")
+                if line:
+                    ax.plot(*zip(*line), marker="o", ms=3, label=name, **style)
+                for x, y, mod in pts:
+                    if mod:
+                        ax.plot([x], [y], marker="*", ms=11, color=color[name], ls="none",
+                                label=None if line else name)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{rule} · {dtype}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.25)
+            if j == 0:
+                ax.set_ylabel("ns per element per step")
+            if i == len(dtypes) - 1:
+                ax.set_xlabel("elements (★ = model-shaped list)")
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=min(5, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 5), 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
