@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from . import ceiling as ceilings
-from .report import ConfigResult, evaluate_targets, markdown, plot, to_json
-from .timing import CpuTimer, CudaEventTimer, Progress, TimingPlan, run_interleaved
+from .report import OTHER_LOAD_WARN, ConfigResult, evaluate_targets, markdown, plot, to_json
+from .timing import (CpuTimer, CudaEventTimer, LoadMonitor, Progress, TimingPlan,
+                     run_interleaved)
 from .workloads import (DEFAULT_SIZES, DTYPES, QUICK_SIZES, RULE_ALIASES, RULES, DataCache,
                         parse_list, parse_workload)
 
@@ -149,12 +150,14 @@ def main(argv=None) -> Path:
     progress = Progress(len(configs), enabled=not args.no_progress)
     data = DataCache()
     results: list[ConfigResult] = []
+    whole, each = LoadMonitor(), LoadMonitor()
     try:
         for wl, dt, rule in configs:
             progress.describe(f"{rule.name} {dt} {wl.name}")
             impls, skips = make(rule, DTYPES[dt], wl, data)
+            each.restart()
             rows = run_interleaved(impls, timer, plan, progress.tick)
-            results.append(ConfigResult(rule.name, dt, wl, rows, skips))
+            results.append(ConfigResult(rule.name, dt, wl, rows, skips, each.read()))
             del impls
             gc.collect()
     finally:
@@ -163,6 +166,10 @@ def main(argv=None) -> Path:
 
     date = time.strftime("%Y-%m-%d")
     header["total benchmark time"] = f"{time.perf_counter() - t_start:.0f} s"
+    load = whole.read()
+    header["machine load"] = (f"other processes used {load['other']:.1%} of the machine's CPU "
+                              f"during the run, hypervisor steal {load['steal']:.1%} (configs "
+                              f"above {OTHER_LOAD_WARN:.0%} are flagged)")
     meta = {"machine": tag, "date": date, "device": args.device, "header": header}
     targets = evaluate_targets(results, args.device)
     out = Path(args.out)

@@ -11,6 +11,7 @@ from .timing import Measurement
 from .workloads import DTYPES, RULES, Workload, bytes_per_elem, traffic
 
 FU_ROW = "fu.updater step()"
+OTHER_LOAD_WARN = 0.05  # flag configs timed while other processes used > 5% of the CPU
 
 
 @dataclass
@@ -20,6 +21,7 @@ class ConfigResult:
     workload: Workload
     rows: list[Measurement]
     skips: list[str] = field(default_factory=list)
+    load: dict = field(default_factory=dict)  # timing.LoadMonitor.read() during the timing
 
     def row(self, name: str) -> Measurement | None:
         for m in self.rows:
@@ -155,7 +157,12 @@ def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> st
             for r in group:
                 out += config_table(r)
             skips = sorted({s for r in group for s in r.skips})
-            out += [""] + [f"- skipped: {s}" for s in skips] + ([""] if skips else [])
+            noisy = [f"{r.workload.name} ({r.load['other']:.0%})" for r in group
+                     if r.load.get("other", 0) > OTHER_LOAD_WARN]
+            out += [""] + [f"- skipped: {s}" for s in skips]
+            if noisy:
+                out.append("- ⚠ other processes were busy while timing: " + ", ".join(noisy))
+            out += [""] if skips or noisy else []
     return "\n".join(out) + "\n"
 
 
@@ -165,7 +172,7 @@ def to_json(results: list[ConfigResult], meta: dict, targets: list[dict]) -> str
         for m in r.rows:
             rows.append(dict(rule=r.rule, dtype=r.dtype, workload=r.workload.name,
                              numel=r.workload.numel, n_tensors=r.workload.n_tensors,
-                             **asdict(m)))
+                             load=r.load, **asdict(m)))
     return json.dumps(dict(meta=meta, targets=targets, rows=rows), indent=1, default=str)
 
 

@@ -101,6 +101,7 @@ class TimingPlan:
     max_reps: int = 20000
     slow_step: float = 0.25  # an implementation slower than this per step ...
     slow_rounds: int = 3  # ... is timed in at most this many rounds
+    settle: float = 0.003  # idle seconds before each measurement (see run_interleaved)
 
 
 def calibrate(timer, fn: Callable[[], object], plan: TimingPlan) -> int:
@@ -118,6 +119,12 @@ def calibrate(timer, fn: Callable[[], object], plan: TimingPlan) -> int:
 def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
                     tick: Callable[[float], None] = lambda frac: None) -> list[Measurement]:
     """Warm up, calibrate and time every implementation in interleaved rounds.
+
+    Before each measurement the harness idles ``plan.settle`` seconds and then runs one untimed
+    step: the OpenMP workers of the previously timed library (torch, DeepSpeed and
+    fusedupdates bring separate runtimes) stop spinning and go to sleep, and the library about
+    to be timed has its own workers awake and its arrays in cache, as in a training loop where
+    it is the only optimizer.
 
     ``tick(fraction)`` is called as work completes (fractions sum to 1) for the progress bar.
     An implementation that raises is reported with its error and dropped from later rounds.
@@ -151,6 +158,9 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
                     len(m.times) >= plan.slow_rounds and m.median > plan.slow_step)
                 if done:
                     try:
+                        if plan.settle > 0:
+                            time.sleep(plan.settle)
+                            impls[k].step()
                         m.times.append(timer.measure(impls[k].step, m.reps))
                     except Exception as e:  # noqa: BLE001
                         alive[k] = False
@@ -160,6 +170,48 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
         if gc_was_enabled:
             gc.enable()
     return out
+
+
+# ------------------------------------------------------------------------- machine load
+
+
+class LoadMonitor:
+    """CPU time used by OTHER processes while we benchmark (Linux /proc/stat; else nan).
+
+    ``other`` is in cores' worth of the machine (0.25 = a quarter of all cores busy elsewhere);
+    ``steal`` is the hypervisor's steal time, same unit.
+    """
+
+    def __init__(self) -> None:
+        import os
+
+        self.os = os
+        self.ncpu = os.cpu_count() or 1
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._start = self._sample()
+
+    def _sample(self):
+        try:
+            with open("/proc/stat") as f:
+                vals = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        steal = vals[7] if len(vals) > 7 else 0
+        busy = sum(vals[:8]) - idle - steal
+        t = self.os.times()
+        return time.perf_counter(), busy / self.hz, steal / self.hz, t.user + t.system
+
+    def restart(self) -> None:
+        self._start = self._sample()
+
+    def read(self) -> dict:
+        end = self._sample()
+        if end is None or self._start is None:
+            return {"other": math.nan, "steal": math.nan}
+        wall = max(end[0] - self._start[0], 1e-9) * self.ncpu
+        other = (end[1] - self._start[1]) - (end[3] - self._start[3])
+        return {"other": max(0.0, other / wall), "steal": (end[2] - self._start[2]) / wall}
 
 
 # ------------------------------------------------------------------------------- progress bar

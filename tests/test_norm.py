@@ -169,3 +169,25 @@ def test_step_max_norm_float16(xp, rng):
         want = runner.step(grads, max_norm=1.0)
         assert float(got) == pytest.approx(want, rel=1e-5)
         check_matches(upd, runner, xp, np.float16, "rmsprop fp16 max_norm")
+
+
+def test_total_norm_constraint_non_contiguous_inputs(xp, rng):
+    x0 = rng.standard_normal((6, 8))
+    x = xp.asarray(x0)
+    got, n = fu.total_norm_constraint([x.T, x[:, ::2]], 1.0, return_norm=True)
+    want, n_ref = REF.total_norm_constraint([x0.T, x0[:, ::2]], 1.0, return_norm=True)
+    assert float(n) == pytest.approx(n_ref, rel=1e-12)
+    for g, w in zip(got, want):
+        assert_close(xp.get(g), w, 1e-12)
+
+
+def test_float16_norms_do_not_overflow(xp, rng):
+    """Sums of squares exceed float16's range (65504): they must be accumulated wider."""
+    x0 = rng.uniform(100, 300, (1000, 2)).astype(np.float16)
+    out = fu.norm_constraint(xp.asarray(x0), 1.0)
+    assert out.dtype == np.float16
+    assert_close(xp.get(out), REF.norm_constraint(x0.astype(np.float64), 1.0), 2e-3)
+    scaled, n = fu.total_norm_constraint([xp.asarray(x0)], 1.0, return_norm=True)
+    want, n_ref = REF.total_norm_constraint([x0.astype(np.float64)], 1.0, return_norm=True)
+    assert float(n) == pytest.approx(n_ref, rel=1e-5)
+    assert_close(xp.get(scaled[0]), want[0], 2e-3)

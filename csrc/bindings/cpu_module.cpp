@@ -27,7 +27,7 @@ HyperParams hyper_from(const std::vector<double>& h) {
 // One fused step over every parameter. states: one list per rule state, in the rule's order;
 // velocity: None, or a list with None for parameters outside the momentum modifier.
 // Returns the total gradient norm when max_norm is given, else None.
-py::object step(int rule, bool nesterov, const py::list& params, const py::list& grads,
+py::object step(int rule, bool nesterov, const py::object& params, const py::object& grads,
                 const py::list& states, const std::vector<std::string>& state_names,
                 const py::object& velocity, const std::vector<double>& hyper,
                 const py::object& max_norm, double clip_epsilon) {
@@ -129,8 +129,8 @@ double total_norm_constraint(const py::list& xs, const py::list& outs, double ma
 
 void norm_constraint(const py::object& x, const py::object& out, int64_t outer, int64_t reduce,
                      int64_t inner, double max_norm, double epsilon) {
-  ArrayGroup in{"x", {describe_numpy(x, "x", false)}, false};
-  ArrayGroup o{"out", {describe_numpy(out, "out", false)}, true};
+  ArrayGroup in{"x", {describe_numpy(x, "x", 0, false)}, false};
+  ArrayGroup o{"out", {describe_numpy(out, "out", 0, false)}, true};
   validate_inputs_outputs(in, &o);
   if (outer * reduce * inner != in.arrays[0].numel)
     throw ArgValueError("norm_constraint: [outer, reduce, inner] does not cover the array");

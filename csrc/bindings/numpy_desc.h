@@ -32,12 +32,15 @@ inline std::string type_name(const py::handle& obj) {
   return mod == "builtins" ? name : mod.substr(0, mod.find('.')) + "." + name;
 }
 
-// obj must be a numpy.ndarray (TypeError otherwise); None allowed when optional.
-inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& where, bool optional) {
+// obj must be a numpy.ndarray (TypeError otherwise); None allowed when optional. The
+// location string is only built on error: this runs for every array of every step.
+inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& name, size_t index,
+                                bool optional) {
   ArrayDesc d;
   if (optional && obj.is_none()) return d;
   if (!py::isinstance<py::array>(obj))
-    throw ArgTypeError(where + ": expected a numpy.ndarray, got " + type_name(obj));
+    throw ArgTypeError(name + "[" + std::to_string(index) + "]: expected a numpy.ndarray, got " +
+                       type_name(obj));
   const auto a = py::reinterpret_borrow<py::array>(obj);
   d.present = true;
   d.ptr = reinterpret_cast<std::uintptr_t>(a.data());
@@ -57,13 +60,13 @@ inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& where,
 inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, bool writeable,
                                 bool optional_items = false) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
-    throw ArgTypeError(name + ": expected a list of arrays");
+    throw ArgTypeError(name + ": expected a list of arrays, got " + type_name(seq));
   ArrayGroup g{name, {}, writeable};
-  const auto items = py::reinterpret_borrow<py::sequence>(seq);
-  const size_t n = items.size();
+  const size_t n = py::len(seq);
   g.arrays.reserve(n);
+  const auto items = py::reinterpret_borrow<py::sequence>(seq);
   for (size_t i = 0; i < n; ++i)
-    g.arrays.push_back(describe_numpy(items[i], name + "[" + std::to_string(i) + "]", optional_items));
+    g.arrays.push_back(describe_numpy(items[i], name, i, optional_items));
   return g;
 }
 

@@ -62,6 +62,11 @@ def step(
     )
 
 
+def bind_step(cache: dict):
+    """The step callable an updater calls directly (no cache on the CPU): the native one."""
+    return _cpu.step
+
+
 def hyper_changed(cache: dict, hyper: tuple) -> None:
     """Called when an updater's hyperparameter attribute changes (CPU: read at each step)."""
 

@@ -7,14 +7,14 @@ read at every step: Lasagne's "change without recompiling".
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ._dispatch import as_list, backend_for
-from ._hyper import check_hyper
-from ._rules import VELOCITY, RuleSpec
-from .functional import fused_step
+from ._hyper import check_hyper, check_max_norm, pack
+from ._rules import CLIP_EPSILON, VELOCITY, RuleSpec
 
 
 class _Shared:
@@ -31,7 +31,12 @@ class _Shared:
             for name in spec.state_names
         }
         self.t = 0
+        self.version = 0  # bumped on every hyperparameter change: re-validate at next step
         self.cache: dict = {}  # backend scratch (device pointer tables on the GPU)
+        bind = getattr(self.backend, "bind_step", None)
+        # The native step as one callable, so a step costs a single Python-level call.
+        self.native_step = bind(self.cache) if bind else functools.partial(
+            self.backend.step, cache=self.cache)
 
 
 def _state_dtype(param: Any) -> np.dtype:
@@ -66,6 +71,9 @@ class Updater:
         object.__setattr__(self, "_velocity", velocity)
         object.__setattr__(self, "_nesterov", nesterov)
         object.__setattr__(self, "_momentum", momentum)
+        object.__setattr__(self, "_packed", None)  # (version, validated 5-tuple)
+        object.__setattr__(self, "_states", [shared.state[n] for n in shared.spec.state_names])
+        object.__setattr__(self, "_state_names", list(shared.spec.state_names))
 
     # --- hyperparameters as attributes -------------------------------------------------
     def _hyper_names(self) -> tuple[str, ...]:
@@ -87,10 +95,12 @@ class Updater:
             shared.hyper[name] = value  # validated at the next step, like every value
         elif name == "momentum" and self._velocity is not None:
             object.__setattr__(self, "_momentum", value)
+            object.__setattr__(self, "_packed", None)  # momentum is this wrapper's own
         else:
             raise AttributeError(
                 f"cannot set {name!r}: hyperparameters are {list(self._hyper_names())}"
             )
+        shared.version += 1
         try:
             shared.backend.hyper_changed(shared.cache, self._packed_hyper(shared.t + 1))
         except (TypeError, ValueError):
@@ -135,8 +145,6 @@ class Updater:
         return hyper
 
     def _packed_hyper(self, t: int) -> tuple:
-        from ._hyper import pack
-
         return pack(self._shared.spec, self._shared.hyper,
                     self._momentum if self._velocity is not None else 0.0, t)
 
@@ -161,22 +169,23 @@ class Updater:
         TypeError, ValueError
             For bad arrays or hyperparameters; nothing is modified then.
         """
+        # The hot path (a 4K-element step costs a few microseconds in all): hyperparameters
+        # are re-validated only after they change; arrays are validated natively.
         shared = self._shared
-        spec = shared.spec
-        norm = fused_step(
-            spec,
-            shared.params,
-            grads,
-            [shared.state[n] for n in spec.state_names],
-            shared.hyper,
-            step=shared.t + 1,
-            velocity=self._velocity,
-            momentum=self._momentum,
-            nesterov=self._nesterov,
-            max_norm=max_norm,
-            cache=shared.cache,
+        packed = self._packed
+        if packed is None or packed[0] != shared.version:
+            packed = (shared.version, self._packed_hyper(1)[:5])
+            object.__setattr__(self, "_packed", packed)
+        t = shared.t + 1
+        if type(grads) is not list:
+            grads = as_list(grads, "grads")
+        if max_norm is not None:
+            max_norm = check_max_norm(max_norm)
+        norm = shared.native_step(
+            shared.spec.rule_id, self._nesterov, shared.params, grads, self._states,
+            self._state_names, self._velocity, packed[1] + (float(t),), max_norm, CLIP_EPSILON,
         )
-        shared.t += 1
+        shared.t = t
         return norm
 
     # --- checkpoints -----------------------------------------------------------------------
