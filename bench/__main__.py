@@ -16,7 +16,7 @@ from pathlib import Path
 from . import ceiling as ceilings
 from .report import OTHER_LOAD_WARN, ConfigResult, evaluate_targets, markdown, plot, to_json
 from .timing import (CpuTimer, CudaEventTimer, LoadMonitor, Progress, TimingPlan,
-                     run_interleaved)
+                     run_interleaved, wait_until_quiet)
 from .workloads import (DEFAULT_SIZES, DTYPES, QUICK_SIZES, RULE_ALIASES, RULES, DataCache,
                         parse_list, parse_workload)
 
@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--machine", default=None, help="tag in the file names (default: detected)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny sizes, 1 round: proves the harness works (used by the tests)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="before each config wait up to SECONDS until other processes use < 5%% "
+                         "of the CPU (for shared machines; default 0: do not wait)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
@@ -151,10 +154,13 @@ def main(argv=None) -> Path:
     data = DataCache()
     results: list[ConfigResult] = []
     whole, each = LoadMonitor(), LoadMonitor()
+    waited = 0.0
     try:
         for wl, dt, rule in configs:
             progress.describe(f"{rule.name} {dt} {wl.name}")
             impls, skips = make(rule, DTYPES[dt], wl, data)
+            if args.wait_quiet > 0:
+                waited += wait_until_quiet(args.wait_quiet)
             each.restart()
             rows = run_interleaved(impls, timer, plan, progress.tick)
             results.append(ConfigResult(rule.name, dt, wl, rows, skips, each.read()))
@@ -169,7 +175,8 @@ def main(argv=None) -> Path:
     load = whole.read()
     header["machine load"] = (f"other processes used {load['other']:.1%} of the machine's CPU "
                               f"during the run, hypervisor steal {load['steal']:.1%} (configs "
-                              f"above {OTHER_LOAD_WARN:.0%} are flagged)")
+                              f"above {OTHER_LOAD_WARN:.0%} are flagged)"
+                              + (f"; waited {waited:.0f} s for quiet" if args.wait_quiet else ""))
     meta = {"machine": tag, "date": date, "device": args.device, "header": header}
     targets = evaluate_targets(results, args.device)
     out = Path(args.out)

@@ -214,6 +214,18 @@ class LoadMonitor:
         return {"other": max(0.0, other / wall), "steal": (end[2] - self._start[2]) / wall}
 
 
+def wait_until_quiet(max_wait: float, threshold: float = 0.05, window: float = 0.5) -> float:
+    """Sleep until other processes use < ``threshold`` of the CPU over ``window`` seconds, or
+    ``max_wait`` seconds have passed; returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        mon = LoadMonitor()
+        time.sleep(window)
+        if not mon.read()["other"] > threshold:  # nan (no /proc) counts as quiet
+            break
+    return time.perf_counter() - t0
+
+
 # ------------------------------------------------------------------------------- progress bar
 
 

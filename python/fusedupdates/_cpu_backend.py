@@ -24,7 +24,7 @@ def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def empty_like(x: np.ndarray) -> np.ndarray:
-    return np.empty_like(x)
+    return np.empty(x.shape, dtype=x.dtype)  # always C-contiguous, whatever x is
 
 
 def to_numpy(x: np.ndarray) -> np.ndarray:

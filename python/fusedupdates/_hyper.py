@@ -35,8 +35,8 @@ def check_max_norm(max_norm: Any) -> float | None:
     if max_norm is None:
         return None
     x = _as_float("max_norm", max_norm)
-    if x <= 0.0:
-        raise ValueError(f"max_norm must be > 0, got {x}")
+    if x < 0.0:  # 0 is legal, as in Lasagne: it zeroes the gradients
+        raise ValueError(f"max_norm must be >= 0, got {x}")
     return x
 
 

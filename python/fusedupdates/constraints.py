@@ -144,8 +144,12 @@ def total_norm_constraint(
     """
     xs = as_list(tensor_vars, "tensor_vars")
     backend = backend_for(xs, "tensor_vars")
+    # Inputs are only read: a C-ordered copy of a strided one is harmless (outputs must be
+    # contiguous, so scaling a strided array in place is refused natively).
+    xs_read = [x if not hasattr(x, "flags") or x.flags.c_contiguous else x.copy(order="C")
+               for x in xs]
     bound = check_max_norm(max_norm)
     eps = check_hyper("epsilon", epsilon)
-    outs = [backend.empty_like(x) for x in xs] if out is None else as_list(out, "out")
-    norm = backend.total_norm_constraint(xs, outs, bound, eps)
+    outs = [backend.empty_like(x) for x in xs_read] if out is None else as_list(out, "out")
+    norm = backend.total_norm_constraint(xs_read, outs, bound, eps)
     return (outs, norm) if return_norm else outs

@@ -237,8 +237,11 @@ class Updater:
             for i, (dst, s) in enumerate(zip(arrays, src)):
                 if (dst is None) != (s is None):
                     raise ValueError(f"state_dict state '{name}'[{i}]: presence differs")
-                if dst is not None and (tuple(np.shape(s)) != tuple(dst.shape)
-                                        or np.dtype(s.dtype) != np.dtype(dst.dtype)):
+                if dst is not None and np.dtype(s.dtype) != np.dtype(dst.dtype):
+                    raise TypeError(
+                        f"state_dict state '{name}'[{i}]: dtype {np.dtype(s.dtype)} does not "
+                        f"match {np.dtype(dst.dtype)}")
+                if dst is not None and tuple(np.shape(s)) != tuple(dst.shape):
                     raise ValueError(
                         f"state_dict state '{name}'[{i}]: {np.dtype(s.dtype)}{tuple(np.shape(s))}"
                         f" does not match {np.dtype(dst.dtype)}{tuple(dst.shape)}")

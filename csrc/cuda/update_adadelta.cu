@@ -1,0 +1,7 @@
+// The adadelta update for float16, float32 and float64, plain and with (Nesterov) momentum.
+// One rule per file so that a parallel build compiles the rules side by side.
+#include "update_kernel.cuh"
+
+namespace fusedupdates::cuda {
+FU_INSTANTIATE_UPDATE(Adadelta)
+}  // namespace fusedupdates::cuda
