@@ -124,7 +124,10 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
     step: the OpenMP workers of the previously timed library (torch, DeepSpeed and
     fusedupdates bring separate runtimes) stop spinning and go to sleep, and the library about
     to be timed has its own workers awake and its arrays in cache, as in a training loop where
-    it is the only optimizer.
+    it is the only optimizer. Implementations slower than ``plan.slow_step`` per step skip the
+    settling (it is noise to them), get one warm-up step, ``reps = 1`` and at most
+    ``plan.slow_rounds`` rounds, so that the unfused float16 NumPy baselines (seconds per step)
+    do not dominate the run time.
 
     ``tick(fraction)`` is called as work completes (fractions sum to 1) for the progress bar.
     An implementation that raises is reported with its error and dropped from later rounds.
@@ -135,15 +138,20 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
         return out
     units = len(impls) * (plan.rounds + 1)
     alive = [True] * len(impls)
+    slow = [False] * len(impls)
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         for k, impl in enumerate(impls):  # warm-up and calibration
             try:
-                for _ in range(plan.warmup):
-                    impl.step()
-                out[k].reps = calibrate(timer, impl.step, plan)
+                first = timer.measure(impl.step, 1) if plan.warmup > 0 else 0.0
+                if first > plan.slow_step:  # slow: one step is warm-up enough, reps = 1
+                    out[k].reps, slow[k] = 1, True
+                else:
+                    for _ in range(plan.warmup - 1):
+                        impl.step()
+                    out[k].reps = calibrate(timer, impl.step, plan)
             except Exception as e:  # noqa: BLE001 - report and go on
                 alive[k] = False
                 out[k].error = f"{type(e).__name__}: {e}"[:200]
@@ -154,14 +162,15 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
             for j in range(n):
                 k = (r + j) % n  # rotate the starting implementation
                 m = out[k]
-                done = alive[k] and not (
+                wanted = alive[k] and not (
                     len(m.times) >= plan.slow_rounds and m.median > plan.slow_step)
-                if done:
+                if wanted:
                     try:
-                        if plan.settle > 0:
+                        if plan.settle > 0 and not slow[k]:
                             time.sleep(plan.settle)
                             impls[k].step()
                         m.times.append(timer.measure(impls[k].step, m.reps))
+                        slow[k] = slow[k] or m.times[-1] > plan.slow_step
                     except Exception as e:  # noqa: BLE001
                         alive[k] = False
                         m.error = f"{type(e).__name__}: {e}"[:200]

@@ -91,7 +91,8 @@ def toy_grad(x: np.ndarray) -> np.ndarray:
 def split_rule(name: str) -> tuple[str, str]:
     """Map a factory name to (base rule, modifier): ``momentum`` is sgd + apply_momentum."""
     return {"momentum": ("sgd", "momentum"), "nesterov_momentum": ("sgd", "nesterov")}.get(
-        name, (name, "none"))
+        name, (name, "none")
+    )
 
 
 def random_grads(rng, shapes, dtype) -> list[np.ndarray]:
@@ -124,8 +125,9 @@ def assert_close(got, want, tol: float, what: str = "", scale: float = 0.0) -> N
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale + 1e-300, err_msg=what)
 
 
-def make_updater(fu, rule: str, params, modifier: str = "none", mu: float = MU,
-                 subset=None, **hyper):
+def make_updater(
+    fu, rule: str, params, modifier: str = "none", mu: float = MU, subset=None, **hyper
+):
     """Build ``fu.<rule>(params, **hyper)`` wrapped with the requested momentum modifier."""
     upd = getattr(fu, rule)(params, **hyper)
     if modifier == "momentum":
@@ -142,8 +144,7 @@ class RefRunner:
     float16 parameter storage (the state stays float64).
     """
 
-    def __init__(self, rule, params, modifier="none", mu=MU, subset=None, round_to=None,
-                 **hyper):
+    def __init__(self, rule, params, modifier="none", mu=MU, subset=None, round_to=None, **hyper):
         self.rule, self.modifier, self.mu, self.hyper = rule, modifier, mu, dict(hyper)
         self.round_to = None if round_to in (None, np.float64) else round_to
         self.params = [np.array(p, dtype=np.float64) for p in params]
@@ -151,7 +152,8 @@ class RefRunner:
         if modifier != "none":
             self.states["velocity"] = [
                 np.zeros_like(p) if subset is None or i in subset else None
-                for i, p in enumerate(self.params)]
+                for i, p in enumerate(self.params)
+            ]
         self.t = 0
         self.peaks = {}  # (name, i) -> largest magnitude so far, for the absolute tolerance
         self._track()
@@ -168,8 +170,11 @@ class RefRunner:
         if self.rule in STEP_RULES:
             kw["step"] = self.t
         if self.modifier != "none":
-            kw.update(velocity=self.states["velocity"], momentum=self.mu,
-                      nesterov=self.modifier == "nesterov")
+            kw.update(
+                velocity=self.states["velocity"],
+                momentum=self.mu,
+                nesterov=self.modifier == "nesterov",
+            )
         g64 = [np.array(g, dtype=np.float64) for g in grads]
         states = [self.states[n] for n in STATE_NAMES[self.rule]]
         norm = getattr(REF, self.rule)(self.params, g64, *states, max_norm=max_norm, **kw)
@@ -186,8 +191,9 @@ def check_matches(upd, runner: RefRunner, xp, dtype, what: str = "") -> None:
     assert len(upd.params) == len(runner.params)
     for i, (p, r) in enumerate(zip(upd.params, runner.params)):
         assert p.dtype == np.dtype(dtype), f"params[{i}] dtype changed to {p.dtype}"
-        assert_close(xp.get(p), r, ptol, f"{what} params[{i}] at t={runner.t}",
-                     runner.peaks[("params", i)])
+        assert_close(
+            xp.get(p), r, ptol, f"{what} params[{i}] at t={runner.t}", runner.peaks[("params", i)]
+        )
     assert set(upd.state) == set(runner.states), f"state names {sorted(upd.state)}"
     for name, refs in runner.states.items():
         gots = upd.state[name]
@@ -197,12 +203,18 @@ def check_matches(upd, runner: RefRunner, xp, dtype, what: str = "") -> None:
                 assert s is None, f"state[{name!r}][{i}] should be None"
                 continue
             assert s.dtype == STATE_DTYPE[np.dtype(dtype)], f"state[{name!r}][{i}] {s.dtype}"
-            assert_close(xp.get(s), r, stol, f"{what} state[{name!r}][{i}] at t={runner.t}",
-                         runner.peaks[(name, i)])
+            assert_close(
+                xp.get(s),
+                r,
+                stol,
+                f"{what} state[{name!r}][{i}] at t={runner.t}",
+                runner.peaks[(name, i)],
+            )
 
 
-def run_and_compare(fu, xp, rng, rule, modifier, dtype, shapes, steps=20, max_norm=None,
-                    subset=None, hyper=None):
+def run_and_compare(
+    fu, xp, rng, rule, modifier, dtype, shapes, steps=20, max_norm=None, subset=None, hyper=None
+):
     """Step a library updater and the reference on the same random grads and compare them.
 
     Returns the updater, the runner and the norms returned by both (when ``max_norm``).

@@ -111,8 +111,7 @@ def test_grad_aliasing_a_param(setup, i, j):
     assert_step_raises(setup, grads, ValueError)
 
 
-@pytest.mark.parametrize("name, i, j", [("m", 0, 0), ("v", 2, 2), ("velocity", 2, 0),
-                                        ("m", 1, 1)])
+@pytest.mark.parametrize("name, i, j", [("m", 0, 0), ("v", 2, 2), ("velocity", 2, 0), ("m", 1, 1)])
 def test_grad_aliasing_a_state_buffer(setup, name, i, j):
     _, upd, _ = setup
     grads = _grads(setup[0])
@@ -149,13 +148,19 @@ def test_bad_max_norm(setup, max_norm):
 
 # ---- hyperparameters ---------------------------------------------------------------------
 
-BAD_HYPER = [(rule, name, value)
-             for rule in HYPER for name in HYPER[rule]
-             for value in (math.nan, math.inf, -math.inf)]
-BAD_HYPER += [(rule, name, value)
-              for rule in ("rmsprop", "adadelta", "adam", "adamax", "amsgrad")
-              for name in HYPER[rule] if name in ("rho", "beta1", "beta2")
-              for value in (1.0, -0.1, 1.5)]
+BAD_HYPER = [
+    (rule, name, value)
+    for rule in HYPER
+    for name in HYPER[rule]
+    for value in (math.nan, math.inf, -math.inf)
+]
+BAD_HYPER += [
+    (rule, name, value)
+    for rule in ("rmsprop", "adadelta", "adam", "adamax", "amsgrad")
+    for name in HYPER[rule]
+    if name in ("rho", "beta1", "beta2")
+    for value in (1.0, -0.1, 1.5)
+]
 BAD_HYPER += [(rule, "epsilon", -1e-3) for rule in HYPER if "epsilon" in HYPER[rule]]
 
 
@@ -197,6 +202,7 @@ def test_bad_momentum(xp, value):
 
 
 # ---- construction ------------------------------------------------------------------------
+
 
 def test_non_contiguous_param(xp):
     with pytest.raises(ValueError):

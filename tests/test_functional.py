@@ -64,8 +64,16 @@ def test_lists_with_velocity_subset_and_max_norm(xp, rng, rule, nesterov):
     for t in range(1, 21):
         grads = random_grads(rng, shapes, np.float64)
         kw = {"momentum": 0.6, "nesterov": nesterov, "max_norm": 2.0}
-        got = call(fu.functional, rule, params, [xp.asarray(g) for g in grads], states, t,
-                   velocity=vel, **kw)
+        got = call(
+            fu.functional,
+            rule,
+            params,
+            [xp.asarray(g) for g in grads],
+            states,
+            t,
+            velocity=vel,
+            **kw,
+        )
         want = call(REF, rule, ref_p, grads, ref_s, t, velocity=ref_v, **kw)
         assert float(got) == pytest.approx(want, rel=1e-12)
     for i in range(3):

@@ -29,8 +29,9 @@ json.dump(out, sys.stdout)
 
 def _run(simd: str) -> dict:
     env = dict(os.environ, FUSEDUPDATES_SIMD=simd)
-    res = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
-                         text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(res.stdout)
 
 

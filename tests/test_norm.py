@@ -18,15 +18,24 @@ def test_norm_constraint_default_axes(xp, rng, shape, dtype):
     x = xp.asarray(x0)
     out = fu.norm_constraint(x, 1.5)
     assert out.dtype == np.dtype(dtype) and out.shape == shape
-    assert_close(xp.get(out), REF.norm_constraint(x0.astype(np.float64), 1.5),
-                 NORM_TOL[np.dtype(dtype)])
+    assert_close(
+        xp.get(out), REF.norm_constraint(x0.astype(np.float64), 1.5), NORM_TOL[np.dtype(dtype)]
+    )
     np.testing.assert_array_equal(xp.get(x), x0)  # input not modified
 
 
-@pytest.mark.parametrize("shape, axes", [
-    ((10, 20, 30, 4), (0, 2)), ((6, 7, 8), (0, 2)), ((6, 7), (1,)), ((5,), (0,)),
-    ((4, 5, 6), (0, 1, 2)), ((3, 4, 5), (1,)), ((3, 4, 2, 5, 2, 3), (1, 3, 5)),
-])
+@pytest.mark.parametrize(
+    "shape, axes",
+    [
+        ((10, 20, 30, 4), (0, 2)),
+        ((6, 7, 8), (0, 2)),
+        ((6, 7), (1,)),
+        ((5,), (0,)),
+        ((4, 5, 6), (0, 1, 2)),
+        ((3, 4, 5), (1,)),
+        ((3, 4, 2, 5, 2, 3), (1, 3, 5)),
+    ],
+)
 def test_norm_constraint_explicit_axes(xp, rng, shape, axes):
     x0 = rng.standard_normal(shape)
     out = fu.norm_constraint(xp.asarray(x0), 0.8, norm_axes=axes)
@@ -67,8 +76,9 @@ def test_norm_constraint_out_in_place(xp, rng, dtype):
     x = xp.asarray(x0)
     res = fu.norm_constraint(x, 0.7, out=x)
     assert res is x
-    assert_close(xp.get(x), REF.norm_constraint(x0.astype(np.float64), 0.7),
-                 NORM_TOL[np.dtype(dtype)])
+    assert_close(
+        xp.get(x), REF.norm_constraint(x0.astype(np.float64), 0.7), NORM_TOL[np.dtype(dtype)]
+    )
 
 
 @pytest.mark.parametrize("shape", [(), (7,), (1, 2, 3, 4, 5, 6)])
@@ -105,8 +115,9 @@ def test_total_norm_constraint_lasagne_example(xp, dtype):
 
 def test_total_norm_constraint_matches_reference(xp, rng):
     xs0 = [rng.standard_normal(s) for s in [(), (7,), (4, 5), (2, 3, 4)]]
-    got, n = fu.total_norm_constraint([xp.asarray(x) for x in xs0], 2.0, epsilon=0.01,
-                                      return_norm=True)
+    got, n = fu.total_norm_constraint(
+        [xp.asarray(x) for x in xs0], 2.0, epsilon=0.01, return_norm=True
+    )
     want, n_ref = REF.total_norm_constraint(xs0, 2.0, epsilon=0.01, return_norm=True)
     assert float(n) == pytest.approx(n_ref, rel=1e-12)
     for g, w in zip(got, want):

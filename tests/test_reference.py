@@ -52,14 +52,23 @@ def test_adagrad_by_hand():
     np.testing.assert_allclose([p[0], accu[0]], [0.325, 18.0], rtol=1e-15)
 
 
-@pytest.mark.parametrize("nesterov, expected", [(False, [0.625, 0.1375]),
-                                                (True, [0.4375, -0.10625])])
+@pytest.mark.parametrize(
+    "nesterov, expected", [(False, [0.625, 0.1375]), (True, [0.4375, -0.10625])]
+)
 def test_modifier_on_adagrad_by_hand(nesterov, expected):
     # inner deltas: -0.375 then -0.3; velocity: -0.375 then 0.5*-0.375 - 0.3 = -0.4875
     p, accu, vel = a(1.0), a(0.0), a(0.0)
     for want in expected:
-        REF.adagrad(p, a(3.0), accu, learning_rate=0.5, epsilon=7.0, velocity=[vel],
-                    momentum=0.5, nesterov=nesterov)
+        REF.adagrad(
+            p,
+            a(3.0),
+            accu,
+            learning_rate=0.5,
+            epsilon=7.0,
+            velocity=[vel],
+            momentum=0.5,
+            nesterov=nesterov,
+        )
         assert p[0] == pytest.approx(want, rel=1e-15)
     assert vel[0] == pytest.approx(-0.4875, rel=1e-15)
 
@@ -79,8 +88,9 @@ def test_adadelta_by_hand():
     np.testing.assert_allclose([p[0], accu[0], d[0]], [1 - 4 / 3, 8.0, 8 / 9], rtol=1e-15)
     REF.adadelta(p, a(2.0), accu, d, learning_rate=0.5, rho=0.5, epsilon=1.0)
     u = 2 * math.sqrt(8 / 9 + 1) / math.sqrt(6 + 1)
-    np.testing.assert_allclose([p[0], accu[0], d[0]], [1 - 4 / 3 - 0.5 * u, 6.0, 4 / 9 + u * u / 2],
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        [p[0], accu[0], d[0]], [1 - 4 / 3 - 0.5 * u, 6.0, 4 / 9 + u * u / 2], rtol=1e-15
+    )
 
 
 def test_adam_by_hand():
@@ -119,8 +129,9 @@ def test_amsgrad_by_hand():
     np.testing.assert_allclose([p[0], vh[0]], [1 / 3, 1.0], rtol=1e-15)
     REF.amsgrad(p, a(0.5), m, v, vh, step=2, **kw)  # m=.75, v=.8125 < v_hat=1
     a_t = math.sqrt(1 - 0.75**2) / (1 - 0.5**2)
-    np.testing.assert_allclose([p[0], m[0], v[0], vh[0]],
-                               [1 / 3 - a_t * 0.75 / 1.5, 0.75, 0.8125, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(
+        [p[0], m[0], v[0], vh[0]], [1 / 3 - a_t * 0.75 / 1.5, 0.75, 0.8125, 1.0], rtol=1e-15
+    )
 
 
 def test_max_norm_by_hand():
@@ -167,8 +178,16 @@ def test_lasagne_toy_problem(name):
     vel = [np.zeros(3), np.zeros((1, 3))] if modifier != "none" else None
     for t in range(1, 11):
         extra = {"step": t} if rule in ("adam", "adamax", "amsgrad") else {}
-        getattr(REF, rule)([A, B], [toy_grad(A), toy_grad(B)], *states, velocity=vel,
-                           momentum=mu, nesterov=modifier == "nesterov", **extra, **kwargs)
+        getattr(REF, rule)(
+            [A, B],
+            [toy_grad(A), toy_grad(B)],
+            *states,
+            velocity=vel,
+            momentum=mu,
+            nesterov=modifier == "nesterov",
+            **extra,
+            **kwargs,
+        )
     np.testing.assert_allclose(A, B[0], rtol=1e-15)
     assert np.allclose(A, TOY_VALUES[name])
 

@@ -42,8 +42,9 @@ BIG += [(rule, MODIFIERS[i % 3], np.float16) for i, rule in enumerate(BASE_RULES
 BIG += [(rule, MODIFIERS[(i + 1) % 3], np.float64) for i, rule in enumerate(BASE_RULES)]
 
 
-@pytest.mark.parametrize("rule, modifier, dtype", BIG,
-                         ids=[f"{r}-{m}-{np.dtype(d).name}" for r, m, d in BIG])
+@pytest.mark.parametrize(
+    "rule, modifier, dtype", BIG, ids=[f"{r}-{m}-{np.dtype(d).name}" for r, m, d in BIG]
+)
 def test_rule_matches_reference_1m(xp, rng, rule, modifier, dtype):
     run_and_compare(fu, xp, rng, rule, modifier, dtype, [(1 << 20,), (3,)], steps=20)
 
@@ -61,8 +62,9 @@ def test_many_params_of_mixed_shapes(xp, rng, rule, modifier, dtype):
 @pytest.mark.parametrize("rule", BASE_RULES)
 def test_rule_with_max_norm(xp, rng, rule, modifier, dtype):
     """Clipping active at max_norm=3 (N ~ 40); the returned norms match the reference."""
-    _, _, norms = run_and_compare(fu, xp, rng, rule, modifier, dtype, [(7,), (25, 40)],
-                                  steps=20, max_norm=3.0)
+    _, _, norms = run_and_compare(
+        fu, xp, rng, rule, modifier, dtype, [(7,), (25, 40)], steps=20, max_norm=3.0
+    )
     for got, want in norms:
         assert float(got) == pytest.approx(want, rel=TOL[np.dtype(dtype)][1])
 

@@ -27,8 +27,9 @@ def _grad_sequence(rng, n, shapes=SHAPES, dtype=np.float64):
     return [random_grads(rng, shapes, dtype) for _ in range(n)]
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float64, np.float32, np.float16], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("modifier", MODIFIERS)
 @pytest.mark.parametrize("rule", BASE_RULES)
 def test_state_dict_resume_is_bit_exact(xp, rng, rule, modifier, dtype):
@@ -128,8 +129,9 @@ def test_two_threads_give_the_sequential_result(rng):
     for params, seq in zip(sequential, seqs):
         run(params, seq)
     threaded = [[p.copy() for p in init] for _ in range(2)]
-    threads = [threading.Thread(target=run, args=(params, seq))
-               for params, seq in zip(threaded, seqs)]
+    threads = [
+        threading.Thread(target=run, args=(params, seq)) for params, seq in zip(threaded, seqs)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -160,8 +162,9 @@ def test_momentum_on_a_subset_of_params(xp, rng, nesterov):
     assert upd.params[1] is params[1]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float16, np.float64], ids=lambda d: np.dtype(d).name
+)
 def test_dtypes_are_kept(xp, rng, dtype):
     init = random_params(rng, SHAPES, dtype)
     params = [xp.asarray(p) for p in init]

@@ -20,7 +20,8 @@ using fusedupdates::bindings::describe_numpy;
 namespace {
 
 HyperParams hyper_from(const std::vector<double>& h) {
-  if (h.size() != 6) throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
+  if (h.size() != 6)
+    throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
   return HyperParams{h[0], h[1], h[2], h[3], h[4], h[5], 1.0};
 }
 
@@ -32,7 +33,8 @@ py::object step(int rule, bool nesterov, const py::object& params, const py::obj
                 const py::object& velocity, const std::vector<double>& hyper,
                 const py::object& max_norm, double clip_epsilon) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
-  if (states.size() != state_names.size()) throw ArgValueError("states and state_names differ in length");
+  if (states.size() != state_names.size())
+    throw ArgValueError("states and state_names differ in length");
   const ArrayGroup p = describe_list(params, "params", true);
   const ArrayGroup g = describe_list(grads, "grads", false);
   std::vector<ArrayGroup> s;
@@ -60,11 +62,16 @@ py::object step(int rule, bool nesterov, const py::object& params, const py::obj
     cpu::StepPlan* plan = nullptr;
     for (cpu::StepPlan& candidate : plans)
       if (candidate.dtype == dtype) plan = &candidate;
-    if (!plan) plan = &plans.emplace_back(cpu::StepPlan{static_cast<RuleId>(rule), dtype, nesterov,
-                                                        hyper_from(hyper), {}});
+    if (!plan)
+      plan = &plans.emplace_back(
+          cpu::StepPlan{static_cast<RuleId>(rule), dtype, nesterov, hyper_from(hyper), {}});
     cpu::TensorSlot slot{reinterpret_cast<void*>(p.arrays[i].ptr),
-                         reinterpret_cast<const void*>(g.arrays[i].ptr), {}, p.arrays[i].numel, false};
-    for (size_t k = 0; k < states.size(); ++k) slot.state[k] = reinterpret_cast<void*>(s[k].arrays[i].ptr);
+                         reinterpret_cast<const void*>(g.arrays[i].ptr),
+                         {},
+                         p.arrays[i].numel,
+                         false};
+    for (size_t k = 0; k < states.size(); ++k)
+      slot.state[k] = reinterpret_cast<void*>(s[k].arrays[i].ptr);
     if (has_velocity && s.back().arrays[i].present) {
       slot.with_momentum = true;
       slot.state[states.size()] = reinterpret_cast<void*>(s.back().arrays[i].ptr);
@@ -95,8 +102,9 @@ cpu::ArrayList array_list(const ArrayGroup& in, const ArrayGroup* out) {
   cpu::ArrayList list{in.arrays.empty() ? DType::kFloat32 : in.arrays[0].dtype, {}, {}, {}};
   for (size_t i = 0; i < in.arrays.size(); ++i) {
     if (in.arrays[i].dtype != list.dtype)
-      throw ArgTypeError(in.name + "[" + std::to_string(i) + "]: dtype " + dtype_name(in.arrays[i].dtype) +
-                         " differs from " + in.name + "[0] dtype " + dtype_name(list.dtype));
+      throw ArgTypeError(in.name + "[" + std::to_string(i) + "]: dtype " +
+                         dtype_name(in.arrays[i].dtype) + " differs from " + in.name +
+                         "[0] dtype " + dtype_name(list.dtype));
     list.inputs.push_back(reinterpret_cast<const void*>(in.arrays[i].ptr));
     list.outputs.push_back(out ? reinterpret_cast<void*>(out->arrays[i].ptr) : nullptr);
     list.numel.push_back(in.arrays[i].numel);
@@ -142,7 +150,9 @@ void norm_constraint(const py::object& x, const py::object& out, int64_t outer, 
                                  cpu::num_threads());
 }
 
-void check_params(const py::list& params) { validate_params(describe_list(params, "params", true)); }
+void check_params(const py::list& params) {
+  validate_params(describe_list(params, "params", true));
+}
 
 void stream(const py::list& rw, const py::list& ro) {
   const ArrayGroup w = describe_list(rw, "rw", true);
@@ -155,10 +165,13 @@ void stream(const py::list& rw, const py::list& ro) {
   for (const ArrayGroup* g : {&w, &r})
     for (size_t i = 0; i < g->arrays.size(); ++i) {
       const ArrayDesc& a = g->arrays[i];
-      if (a.dtype != first.dtype || a.numel != first.numel || !a.contiguous || (g == &w && !a.writeable))
+      if (a.dtype != first.dtype || a.numel != first.numel || !a.contiguous ||
+          (g == &w && !a.writeable))
         throw ArgValueError("stream: every array must be contiguous with the same dtype and size");
-      if (g == &w) wp.push_back(reinterpret_cast<void*>(a.ptr));
-      else rp.push_back(reinterpret_cast<const void*>(a.ptr));
+      if (g == &w)
+        wp.push_back(reinterpret_cast<void*>(a.ptr));
+      else
+        rp.push_back(reinterpret_cast<const void*>(a.ptr));
     }
   if (first.dtype == DType::kUnsupported) throw ArgTypeError("stream: unsupported dtype");
   py::gil_scoped_release release;

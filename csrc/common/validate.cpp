@@ -46,11 +46,14 @@ void check_overlaps(const std::vector<const ArrayGroup*>& groups) {
   const Span* open_written = nullptr;
   for (const Span& s : spans) {
     const Span* clash = nullptr;
-    if (open_written && open_written->end > s.begin) clash = open_written;
-    else if (s.group->writeable && open_any && open_any->end > s.begin) clash = open_any;
+    if (open_written && open_written->end > s.begin)
+      clash = open_written;
+    else if (s.group->writeable && open_any && open_any->end > s.begin)
+      clash = open_any;
     if (clash) {
       const bool same = clash->begin == s.begin && clash->end == s.end;
-      throw ArgValueError(at(*s.group, s.index) + (same ? " is the same array as " : " shares memory with ") +
+      throw ArgValueError(at(*s.group, s.index) +
+                          (same ? " is the same array as " : " shares memory with ") +
                           at(*clash->group, clash->index) +
                           (s.group == clash->group && s.group->name == "params"
                                ? ": every parameter must appear once"
@@ -66,7 +69,8 @@ void check_overlaps(const std::vector<const ArrayGroup*>& groups) {
 std::string shape_str(const ArrayDesc& a) {
   std::ostringstream o;
   o << "(";
-  for (int d = 0; d < a.ndim; ++d) o << a.shape[d] << (a.ndim == 1 ? "," : d + 1 < a.ndim ? ", " : "");
+  for (int d = 0; d < a.ndim; ++d)
+    o << a.shape[d] << (a.ndim == 1 ? "," : d + 1 < a.ndim ? ", " : "");
   o << ")";
   return o.str();
 }
@@ -88,7 +92,8 @@ void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
     const ArrayDesc& g = grads.arrays[i];
     check_one(params, i, true);
     if (g.dtype != p.dtype)
-      throw ArgTypeError(at(grads, i) + ": dtype " + (g.dtype == DType::kUnsupported ? g.dtype_str : dtype_name(g.dtype)) +
+      throw ArgTypeError(at(grads, i) + ": dtype " +
+                         (g.dtype == DType::kUnsupported ? g.dtype_str : dtype_name(g.dtype)) +
                          " does not match " + at(params, i) + " dtype " + dtype_name(p.dtype));
     if (!same_shape(g, p))
       throw ArgValueError(at(grads, i) + ": shape " + shape_str(g) + " does not match " +
@@ -106,7 +111,8 @@ void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
         throw ArgValueError(at(sg, i) + ": missing state array");
       }
       if (s.dtype != state_dtype(p.dtype))
-        throw ArgTypeError(at(sg, i) + ": dtype " + (s.dtype == DType::kUnsupported ? s.dtype_str : dtype_name(s.dtype)) +
+        throw ArgTypeError(at(sg, i) + ": dtype " +
+                           (s.dtype == DType::kUnsupported ? s.dtype_str : dtype_name(s.dtype)) +
                            " but " + dtype_name(p.dtype) + " params need " +
                            dtype_name(state_dtype(p.dtype)) + " state");
       if (s.numel != p.numel)

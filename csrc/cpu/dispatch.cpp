@@ -8,8 +8,8 @@
 
 namespace fusedupdates::cpu {
 
-#define FU_DECLARE_ISA(ns) \
-  namespace ns {           \
+#define FU_DECLARE_ISA(ns)           \
+  namespace ns {                     \
   const KernelTable& kernel_table(); \
   }
 FU_DECLARE_ISA(isa_baseline)
@@ -24,7 +24,9 @@ namespace {
 // capped by FUSEDUPDATES_SIMD=baseline|avx2|avx512 so every path can be tested anywhere.
 const KernelTable& select_kernels() {
   const char* forced = std::getenv("FUSEDUPDATES_SIMD");
-  const auto allowed = [&](const char* name) { return !forced || !*forced || std::strcmp(forced, name) == 0; };
+  const auto allowed = [&](const char* name) {
+    return !forced || !*forced || std::strcmp(forced, name) == 0;
+  };
 #if defined(FU_HAVE_ISA_X86)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&

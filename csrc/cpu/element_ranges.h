@@ -50,9 +50,11 @@ class ElementRanges {
 #pragma omp parallel num_threads(num_threads)
     {
       const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
-      const int64_t lo = std::min(n, (n * tid / nt + kBoundaryAlign - 1) / kBoundaryAlign * kBoundaryAlign);
+      const int64_t lo =
+          std::min(n, (n * tid / nt + kBoundaryAlign - 1) / kBoundaryAlign * kBoundaryAlign);
       const int64_t hi = tid + 1 == nt ? n
-          : std::min(n, (n * (tid + 1) / nt + kBoundaryAlign - 1) / kBoundaryAlign * kBoundaryAlign);
+                                       : std::min(n, (n * (tid + 1) / nt + kBoundaryAlign - 1) /
+                                                         kBoundaryAlign * kBoundaryAlign);
       for_each_piece(lo, hi, f);
     }
   }

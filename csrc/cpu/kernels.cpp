@@ -30,7 +30,8 @@ void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, con
     if constexpr (K > 1) s[1] = s1[i];
     if constexpr (K > 2) s[2] = s2[i];
     if constexpr (K > 3) s[3] = s3[i];
-    p[i] = static_cast<S>(update_element(rule, grad_scale, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
+    p[i] = static_cast<S>(
+        update_element(rule, grad_scale, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
     if constexpr (K > 0) s0[i] = s[0];
     if constexpr (K > 1) s1[i] = s[1];
     if constexpr (K > 2) s2[i] = s[2];
@@ -40,8 +41,8 @@ void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, con
 
 // float16 storage: widen a tile of p and g to float, run the float loop, narrow p back.
 template <class Rule>
-void apply_piece_half(const Rule& rule, float grad_scale, half_t* p, const half_t* g, float* const* s,
-                      int64_t n) {
+void apply_piece_half(const Rule& rule, float grad_scale, half_t* p, const half_t* g,
+                      float* const* s, int64_t n) {
   alignas(64) float p32[kHalfTile];
   alignas(64) float g32[kHalfTile];
   for (int64_t i = 0; i < n; i += kHalfTile) {
@@ -101,7 +102,8 @@ void dispatch_dtype(DType dtype, F&& f) {
 void apply_step(const StepPlan& plan, int num_threads) {
   dispatch_dtype(plan.dtype, [&](auto tag) {
     using S = decltype(tag);
-    dispatch_rule(plan.rule, [&]<template <class> class R>() { apply_step_typed<S, R>(plan, num_threads); });
+    dispatch_rule(plan.rule,
+                  [&]<template <class> class R>() { apply_step_typed<S, R>(plan, num_threads); });
   });
 }
 
@@ -117,7 +119,8 @@ double sum_squares_piece(const S* __restrict x, int64_t n) {
 }
 
 template <class GetPtr>
-double sum_squares(DType dtype, size_t count, const int64_t* numel_of, GetPtr ptr_of, int num_threads) {
+double sum_squares(DType dtype, size_t count, const int64_t* numel_of, GetPtr ptr_of,
+                   int num_threads) {
   double result = 0.0;
   dispatch_dtype(dtype, [&](auto tag) {
     using S = decltype(tag);
@@ -133,13 +136,15 @@ double plan_sum_squares(const StepPlan& plan, int num_threads) {
   thread_local std::vector<int64_t> numel;
   numel.clear();
   for (const TensorSlot& t : plan.tensors) numel.push_back(t.numel);
-  return sum_squares(plan.dtype, numel.size(), numel.data(),
-                     [&](size_t t) { return plan.tensors[t].grad; }, num_threads);
+  return sum_squares(
+      plan.dtype, numel.size(), numel.data(), [&](size_t t) { return plan.tensors[t].grad; },
+      num_threads);
 }
 
 double list_sum_squares(const ArrayList& list, int num_threads) {
-  return sum_squares(list.dtype, list.numel.size(), list.numel.data(),
-                     [&](size_t t) { return list.inputs[t]; }, num_threads);
+  return sum_squares(
+      list.dtype, list.numel.size(), list.numel.data(), [&](size_t t) { return list.inputs[t]; },
+      num_threads);
 }
 
 void list_scale(const ArrayList& list, double factor, int num_threads) {
@@ -227,8 +232,8 @@ void stream_typed(void* const* rw, const void* const* ro, int64_t numel, int num
   });
 }
 
-void stream(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n_ro,
-            int64_t numel, int num_threads) {
+void stream(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n_ro, int64_t numel,
+            int num_threads) {
   dispatch_dtype(dtype, [&](auto tag) {
     using S = decltype(tag);
     const int code = n_rw * 10 + n_ro;  // validated by the binding: 1..4 written, 0..2 read
@@ -256,8 +261,9 @@ void stream(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n
 #define FU_STR(x) FU_STR2(x)
 
 const KernelTable& kernel_table() {
-  static const KernelTable table{FU_STR(FU_ISA_NAME), apply_step, plan_sum_squares,
-                                 list_sum_squares, list_scale, norm_constraint, stream};
+  static const KernelTable table{
+      FU_STR(FU_ISA_NAME), apply_step, plan_sum_squares, list_sum_squares, list_scale,
+      norm_constraint,     stream};
   return table;
 }
 

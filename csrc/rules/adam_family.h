@@ -19,8 +19,12 @@ struct Adam {
   static constexpr int kNumStates = 2;
   T b1, one_minus_b1, b2, one_minus_b2, eps, step_size;
   FU_HD explicit Adam(const HyperParams& h)
-      : b1(T(h.beta1)), one_minus_b1(T(1.0 - h.beta1)), b2(T(h.beta2)),
-        one_minus_b2(T(1.0 - h.beta2)), eps(T(h.epsilon)), step_size(T(adam_step_size(h))) {}
+      : b1(T(h.beta1)),
+        one_minus_b1(T(1.0 - h.beta1)),
+        b2(T(h.beta2)),
+        one_minus_b2(T(1.0 - h.beta2)),
+        eps(T(h.epsilon)),
+        step_size(T(adam_step_size(h))) {}
   FU_HD T operator()(T g, StateVec<T, 2>& s) const {
     const T m = b1 * s[0] + one_minus_b1 * g;
     const T v = b2 * s[1] + one_minus_b2 * (g * g);
@@ -37,7 +41,10 @@ struct Adamax {
   static constexpr int kNumStates = 2;
   T b1, one_minus_b1, b2, eps, step_size;
   FU_HD explicit Adamax(const HyperParams& h)
-      : b1(T(h.beta1)), one_minus_b1(T(1.0 - h.beta1)), b2(T(h.beta2)), eps(T(h.epsilon)),
+      : b1(T(h.beta1)),
+        one_minus_b1(T(1.0 - h.beta1)),
+        b2(T(h.beta2)),
+        eps(T(h.epsilon)),
         step_size(T(h.learning_rate / (1.0 - FU_MATH::pow(h.beta1, h.step)))) {}
   FU_HD T operator()(T g, StateVec<T, 2>& s) const {
     const T m = b1 * s[0] + one_minus_b1 * g;
@@ -57,8 +64,12 @@ struct Amsgrad {
   static constexpr int kNumStates = 3;
   T b1, one_minus_b1, b2, one_minus_b2, eps, step_size;
   FU_HD explicit Amsgrad(const HyperParams& h)
-      : b1(T(h.beta1)), one_minus_b1(T(1.0 - h.beta1)), b2(T(h.beta2)),
-        one_minus_b2(T(1.0 - h.beta2)), eps(T(h.epsilon)), step_size(T(adam_step_size(h))) {}
+      : b1(T(h.beta1)),
+        one_minus_b1(T(1.0 - h.beta1)),
+        b2(T(h.beta2)),
+        one_minus_b2(T(1.0 - h.beta2)),
+        eps(T(h.epsilon)),
+        step_size(T(adam_step_size(h))) {}
   FU_HD T operator()(T g, StateVec<T, 3>& s) const {
     const T m = b1 * s[0] + one_minus_b1 * g;
     const T v = b2 * s[1] + one_minus_b2 * (g * g);

@@ -35,7 +35,9 @@ struct Rmsprop {
   static constexpr int kNumStates = 1;
   T lr, rho, one_minus_rho, eps;
   FU_HD explicit Rmsprop(const HyperParams& h)
-      : lr(T(h.learning_rate)), rho(T(h.beta1)), one_minus_rho(T(1.0 - h.beta1)),
+      : lr(T(h.learning_rate)),
+        rho(T(h.beta1)),
+        one_minus_rho(T(1.0 - h.beta1)),
         eps(T(h.epsilon)) {}
   FU_HD T operator()(T g, StateVec<T, 1>& s) const {
     const T a = rho * s[0] + one_minus_rho * (g * g);
@@ -52,7 +54,9 @@ struct Adadelta {
   static constexpr int kNumStates = 2;
   T lr, rho, one_minus_rho, eps;
   FU_HD explicit Adadelta(const HyperParams& h)
-      : lr(T(h.learning_rate)), rho(T(h.beta1)), one_minus_rho(T(1.0 - h.beta1)),
+      : lr(T(h.learning_rate)),
+        rho(T(h.beta1)),
+        one_minus_rho(T(1.0 - h.beta1)),
         eps(T(h.epsilon)) {}
   FU_HD T operator()(T g, StateVec<T, 2>& s) const {
     const T a = rho * s[0] + one_minus_rho * (g * g);

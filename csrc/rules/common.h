@@ -22,8 +22,8 @@ namespace fusedupdates {
 // on the CPU, from device memory on the GPU so that CUDA graph replays see new values).
 struct HyperParams {
   double learning_rate;
-  double beta1;       // beta1 of the adam family, rho of rmsprop / adadelta
-  double beta2;       // beta2 of the adam family
+  double beta1;  // beta1 of the adam family, rho of rmsprop / adadelta
+  double beta2;  // beta2 of the adam family
   double epsilon;
   double momentum;    // mu of the momentum modifier
   double step;        // t, 1-based: the counter is incremented before use

@@ -7,7 +7,8 @@ semantics. See ``docs/DESIGN.md`` and the README for the API.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from . import functional, reference
 from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD
@@ -16,10 +17,26 @@ from .constraints import norm_constraint, total_norm_constraint
 from .updaters import Updater, make_updater, with_momentum
 
 __all__ = [
-    "Updater", "sgd", "momentum", "nesterov_momentum", "adagrad", "rmsprop", "adadelta",
-    "adam", "adamax", "amsgrad", "apply_momentum", "apply_nesterov_momentum",
-    "norm_constraint", "total_norm_constraint", "functional", "reference",
-    "build_info", "set_num_threads", "get_num_threads", "__version__",
+    "Updater",
+    "sgd",
+    "momentum",
+    "nesterov_momentum",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "adamax",
+    "amsgrad",
+    "apply_momentum",
+    "apply_nesterov_momentum",
+    "norm_constraint",
+    "total_norm_constraint",
+    "functional",
+    "reference",
+    "build_info",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
 ]
 
 Params = Sequence[Any]
@@ -92,8 +109,9 @@ def adagrad(params: Params, learning_rate: float = 1.0, epsilon: float = 1e-6) -
     return make_updater(ADAGRAD, params, {"learning_rate": learning_rate, "epsilon": epsilon})
 
 
-def rmsprop(params: Params, learning_rate: float = 1.0, rho: float = 0.9,
-            epsilon: float = 1e-6) -> Updater:
+def rmsprop(
+    params: Params, learning_rate: float = 1.0, rho: float = 0.9, epsilon: float = 1e-6
+) -> Updater:
     """RMSProp: ``a <- rho a + (1 - rho) g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
 
     Parameters
@@ -107,12 +125,14 @@ def rmsprop(params: Params, learning_rate: float = 1.0, rho: float = 0.9,
     epsilon : float, optional
         Added inside the square root.
     """
-    return make_updater(RMSPROP, params,
-                        {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon})
+    return make_updater(
+        RMSPROP, params, {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
+    )
 
 
-def adadelta(params: Params, learning_rate: float = 1.0, rho: float = 0.95,
-             epsilon: float = 1e-6) -> Updater:
+def adadelta(
+    params: Params, learning_rate: float = 1.0, rho: float = 0.95, epsilon: float = 1e-6
+) -> Updater:
     """Adadelta with Lasagne's learning rate.
 
     ``a <- rho a + (1-rho) g^2``; ``u = g sqrt(d + eps) / sqrt(a + eps)`` (old d);
@@ -129,12 +149,18 @@ def adadelta(params: Params, learning_rate: float = 1.0, rho: float = 0.95,
     epsilon : float, optional
         Added inside the square roots.
     """
-    return make_updater(ADADELTA, params,
-                        {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon})
+    return make_updater(
+        ADADELTA, params, {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
+    )
 
 
-def adam(params: Params, learning_rate: float = 0.001, beta1: float = 0.9,
-         beta2: float = 0.999, epsilon: float = 1e-8) -> Updater:
+def adam(
+    params: Params,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> Updater:
     """Adam as in Lasagne (epsilon outside the root, not bias-corrected).
 
     ``a_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``;
@@ -147,12 +173,20 @@ def adam(params: Params, learning_rate: float = 0.001, beta1: float = 0.9,
     learning_rate, beta1, beta2, epsilon : float, optional
         Step size, moment decays in [0, 1), stability constant.
     """
-    return make_updater(ADAM, params, {"learning_rate": learning_rate, "beta1": beta1,
-                                       "beta2": beta2, "epsilon": epsilon})
+    return make_updater(
+        ADAM,
+        params,
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+    )
 
 
-def adamax(params: Params, learning_rate: float = 0.002, beta1: float = 0.9,
-           beta2: float = 0.999, epsilon: float = 1e-8) -> Updater:
+def adamax(
+    params: Params,
+    learning_rate: float = 0.002,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> Updater:
     """Adamax: ``u <- max(beta2 u, |g|)``; ``p <- p - lr/(1-beta1^t) m / (u + epsilon)``.
 
     Parameters
@@ -162,12 +196,20 @@ def adamax(params: Params, learning_rate: float = 0.002, beta1: float = 0.9,
     learning_rate, beta1, beta2, epsilon : float, optional
         Step size, decays in [0, 1), stability constant.
     """
-    return make_updater(ADAMAX, params, {"learning_rate": learning_rate, "beta1": beta1,
-                                         "beta2": beta2, "epsilon": epsilon})
+    return make_updater(
+        ADAMAX,
+        params,
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+    )
 
 
-def amsgrad(params: Params, learning_rate: float = 0.001, beta1: float = 0.9,
-            beta2: float = 0.999, epsilon: float = 1e-8) -> Updater:
+def amsgrad(
+    params: Params,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> Updater:
     """AMSGrad: Adam with ``v_hat <- max(v_hat, v)``; ``p <- p - a_t m / (sqrt(v_hat) + eps)``.
 
     Parameters
@@ -177,12 +219,16 @@ def amsgrad(params: Params, learning_rate: float = 0.001, beta1: float = 0.9,
     learning_rate, beta1, beta2, epsilon : float, optional
         Step size, decays in [0, 1), stability constant.
     """
-    return make_updater(AMSGRAD, params, {"learning_rate": learning_rate, "beta1": beta1,
-                                          "beta2": beta2, "epsilon": epsilon})
+    return make_updater(
+        AMSGRAD,
+        params,
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+    )
 
 
-def apply_momentum(updates: Updater, params: Optional[Params] = None,
-                   momentum: float = 0.9) -> Updater:
+def apply_momentum(
+    updates: Updater, params: Params | None = None, momentum: float = 0.9
+) -> Updater:
     """Add Lasagne's momentum to any updater, fused into the same pass over memory.
 
     ``v <- momentum * v + delta``; ``p <- p + v``, where ``delta`` is the inner rule's update.
@@ -204,8 +250,9 @@ def apply_momentum(updates: Updater, params: Optional[Params] = None,
     return with_momentum(updates, params, momentum, nesterov=False)
 
 
-def apply_nesterov_momentum(updates: Updater, params: Optional[Params] = None,
-                            momentum: float = 0.9) -> Updater:
+def apply_nesterov_momentum(
+    updates: Updater, params: Params | None = None, momentum: float = 0.9
+) -> Updater:
     """Add Lasagne's Nesterov momentum to any updater, fused into the same pass.
 
     ``v <- momentum * v + delta``; ``p <- p + momentum * v + delta``.

@@ -57,7 +57,15 @@ def step(
     ``cache`` is per-updater scratch space (unused on the CPU).
     """
     return _cpu.step(
-        rule_id, nesterov, params, grads, states, state_names, velocity, hyper, max_norm,
+        rule_id,
+        nesterov,
+        params,
+        grads,
+        states,
+        state_names,
+        velocity,
+        hyper,
+        max_norm,
         clip_epsilon,
     )
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,9 +16,7 @@ def _default_norm_axes(ndim: int) -> tuple[int, ...]:
         return (0,)
     if ndim in (3, 4, 5):
         return tuple(range(1, ndim))
-    raise ValueError(
-        f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`"
-    )
+    raise ValueError(f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`")
 
 
 def _normalize_axes(norm_axes: Any, ndim: int) -> tuple[int, ...]:
@@ -53,7 +52,7 @@ def _outer_reduce_inner(shape: tuple[int, ...], axes: tuple[int, ...]):
 def norm_constraint(
     tensor_var: Any,
     max_norm: float,
-    norm_axes: Optional[Union[int, Sequence[int]]] = None,
+    norm_axes: int | Sequence[int] | None = None,
     epsilon: float = 1e-7,
     out: Any = None,
 ) -> Any:
@@ -116,7 +115,7 @@ def total_norm_constraint(
     max_norm: float,
     epsilon: float = 1e-7,
     return_norm: bool = False,
-    out: Optional[Sequence[Any]] = None,
+    out: Sequence[Any] | None = None,
 ) -> Any:
     """Rescale a list of arrays so their joint L2 norm is at most ``max_norm``.
 
@@ -146,8 +145,9 @@ def total_norm_constraint(
     backend = backend_for(xs, "tensor_vars")
     # Inputs are only read: a C-ordered copy of a strided one is harmless (outputs must be
     # contiguous, so scaling a strided array in place is refused natively).
-    xs_read = [x if not hasattr(x, "flags") or x.flags.c_contiguous else x.copy(order="C")
-               for x in xs]
+    xs_read = [
+        x if not hasattr(x, "flags") or x.flags.c_contiguous else x.copy(order="C") for x in xs
+    ]
     bound = check_max_norm(max_norm)
     eps = check_hyper("epsilon", epsilon)
     outs = [backend.empty_like(x) for x in xs_read] if out is None else as_list(out, "out")

@@ -27,7 +27,8 @@ float, 0-d device array or None
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from . import _hyper
 from ._dispatch import as_list, backend_for
@@ -102,8 +103,16 @@ def fused_step(
     )
 
 
-def sgd(params, grads, *, learning_rate, velocity=None, momentum=0.9, nesterov=False,
-        max_norm=None) -> Norm:
+def sgd(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    *,
+    learning_rate: float,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """Stochastic gradient descent: ``p <- p - learning_rate * g``.
 
     Parameters
@@ -113,11 +122,28 @@ def sgd(params, grads, *, learning_rate, velocity=None, momentum=0.9, nesterov=F
     learning_rate : float
         The learning rate.
     """
-    return fused_step(SGD, params, grads, [], {"learning_rate": learning_rate},
-                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+    return fused_step(
+        SGD,
+        params,
+        grads,
+        [],
+        {"learning_rate": learning_rate},
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def momentum(params, grads, velocity, *, learning_rate, momentum=0.9, max_norm=None) -> Norm:
+def momentum(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    velocity: ArrayOrList,
+    *,
+    learning_rate: float,
+    momentum: float = 0.9,
+    max_norm: float | None = None,
+) -> Norm:
     """SGD with classical momentum: ``v <- mu v - lr g``; ``p <- p + v``.
 
     Parameters
@@ -129,12 +155,26 @@ def momentum(params, grads, velocity, *, learning_rate, momentum=0.9, max_norm=N
     momentum : float
         The momentum mu, in [0, 1).
     """
-    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
-               momentum=momentum, nesterov=False, max_norm=max_norm)
+    return sgd(
+        params,
+        grads,
+        learning_rate=learning_rate,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=False,
+        max_norm=max_norm,
+    )
 
 
-def nesterov_momentum(params, grads, velocity, *, learning_rate, momentum=0.9,
-                      max_norm=None) -> Norm:
+def nesterov_momentum(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    velocity: ArrayOrList,
+    *,
+    learning_rate: float,
+    momentum: float = 0.9,
+    max_norm: float | None = None,
+) -> Norm:
     """SGD with Nesterov momentum: ``v <- mu v - lr g``; ``p <- p + mu v - lr g``.
 
     Parameters
@@ -146,12 +186,29 @@ def nesterov_momentum(params, grads, velocity, *, learning_rate, momentum=0.9,
     momentum : float
         The momentum mu, in [0, 1).
     """
-    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
-               momentum=momentum, nesterov=True, max_norm=max_norm)
+    return sgd(
+        params,
+        grads,
+        learning_rate=learning_rate,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=True,
+        max_norm=max_norm,
+    )
 
 
-def adagrad(params, grads, accu, *, learning_rate=1.0, epsilon=1e-6, velocity=None,
-            momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def adagrad(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    accu: ArrayOrList,
+    *,
+    learning_rate: float = 1.0,
+    epsilon: float = 1e-6,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """Adagrad: ``a <- a + g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
 
     Parameters
@@ -161,13 +218,32 @@ def adagrad(params, grads, accu, *, learning_rate=1.0, epsilon=1e-6, velocity=No
     learning_rate, epsilon : float
         Step size and the constant added INSIDE the square root.
     """
-    return fused_step(ADAGRAD, params, grads, [accu],
-                      {"learning_rate": learning_rate, "epsilon": epsilon},
-                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+    return fused_step(
+        ADAGRAD,
+        params,
+        grads,
+        [accu],
+        {"learning_rate": learning_rate, "epsilon": epsilon},
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def rmsprop(params, grads, accu, *, learning_rate=1.0, rho=0.9, epsilon=1e-6, velocity=None,
-            momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def rmsprop(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    accu: ArrayOrList,
+    *,
+    learning_rate: float = 1.0,
+    rho: float = 0.9,
+    epsilon: float = 1e-6,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """RMSProp: ``a <- rho a + (1 - rho) g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
 
     Parameters
@@ -177,13 +253,33 @@ def rmsprop(params, grads, accu, *, learning_rate=1.0, rho=0.9, epsilon=1e-6, ve
     learning_rate, rho, epsilon : float
         Step size, decay in [0, 1), constant added inside the square root.
     """
-    return fused_step(RMSPROP, params, grads, [accu],
-                      {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
-                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+    return fused_step(
+        RMSPROP,
+        params,
+        grads,
+        [accu],
+        {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def adadelta(params, grads, accu, delta_accu, *, learning_rate=1.0, rho=0.95, epsilon=1e-6,
-             velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def adadelta(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    accu: ArrayOrList,
+    delta_accu: ArrayOrList,
+    *,
+    learning_rate: float = 1.0,
+    rho: float = 0.95,
+    epsilon: float = 1e-6,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """Adadelta (Zeiler 2012) with Lasagne's learning rate.
 
     ``a <- rho a + (1-rho) g^2``; ``u = g sqrt(d + eps) / sqrt(a + eps)``;
@@ -196,13 +292,35 @@ def adadelta(params, grads, accu, delta_accu, *, learning_rate=1.0, rho=0.95, ep
     learning_rate, rho, epsilon : float
         Step size, decay in [0, 1), constant added inside the square roots.
     """
-    return fused_step(ADADELTA, params, grads, [accu, delta_accu],
-                      {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
-                      velocity=velocity, momentum=momentum, nesterov=nesterov, max_norm=max_norm)
+    return fused_step(
+        ADADELTA,
+        params,
+        grads,
+        [accu, delta_accu],
+        {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon},
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def adam(params, grads, m, v, *, step, learning_rate=0.001, beta1=0.9, beta2=0.999,
-         epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def adam(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    m: ArrayOrList,
+    v: ArrayOrList,
+    *,
+    step: int,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """Adam (Kingma & Ba 2014) as in Lasagne.
 
     ``a_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``;
@@ -217,15 +335,36 @@ def adam(params, grads, m, v, *, step, learning_rate=0.001, beta1=0.9, beta2=0.9
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne; epsilon is not bias-corrected.
     """
-    return fused_step(ADAM, params, grads, [m, v],
-                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
-                       "epsilon": epsilon},
-                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
-                      max_norm=max_norm)
+    return fused_step(
+        ADAM,
+        params,
+        grads,
+        [m, v],
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+        step=step,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def adamax(params, grads, m, u, *, step, learning_rate=0.002, beta1=0.9, beta2=0.999,
-           epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def adamax(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    m: ArrayOrList,
+    u: ArrayOrList,
+    *,
+    step: int,
+    learning_rate: float = 0.002,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """Adamax, the infinity-norm variant of Adam.
 
     ``a_t = lr / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``; ``u <- max(beta2 u, |g|)``;
@@ -240,15 +379,37 @@ def adamax(params, grads, m, u, *, step, learning_rate=0.002, beta1=0.9, beta2=0
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne.
     """
-    return fused_step(ADAMAX, params, grads, [m, u],
-                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
-                       "epsilon": epsilon},
-                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
-                      max_norm=max_norm)
+    return fused_step(
+        ADAMAX,
+        params,
+        grads,
+        [m, u],
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+        step=step,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )
 
 
-def amsgrad(params, grads, m, v, v_hat, *, step, learning_rate=0.001, beta1=0.9, beta2=0.999,
-            epsilon=1e-8, velocity=None, momentum=0.9, nesterov=False, max_norm=None) -> Norm:
+def amsgrad(
+    params: ArrayOrList,
+    grads: ArrayOrList,
+    m: ArrayOrList,
+    v: ArrayOrList,
+    v_hat: ArrayOrList,
+    *,
+    step: int,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: ArrayOrList | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> Norm:
     """AMSGrad: Adam with ``v_hat <- max(v_hat, v)`` in the denominator.
 
     Parameters
@@ -260,8 +421,15 @@ def amsgrad(params, grads, m, v, v_hat, *, step, learning_rate=0.001, beta1=0.9,
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne.
     """
-    return fused_step(AMSGRAD, params, grads, [m, v, v_hat],
-                      {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2,
-                       "epsilon": epsilon},
-                      step=step, velocity=velocity, momentum=momentum, nesterov=nesterov,
-                      max_norm=max_norm)
+    return fused_step(
+        AMSGRAD,
+        params,
+        grads,
+        [m, v, v_hat],
+        {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon},
+        step=step,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=nesterov,
+        max_norm=max_norm,
+    )

@@ -87,8 +87,14 @@ def _apply(
 
 
 def sgd(
-    params: Arrays, grads: Arrays, *, learning_rate: float, velocity: OptArrays = None,
-    momentum: float = 0.9, nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    *,
+    learning_rate: float,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """Stochastic gradient descent: ``p <- p - lr * g``.
 
@@ -112,6 +118,7 @@ def sgd(
     float or None
         The total gradient norm before clipping when ``max_norm`` is given.
     """
+
     def inner(g):
         return -learning_rate * g
 
@@ -119,27 +126,58 @@ def sgd(
 
 
 def momentum(
-    params: Arrays, grads: Arrays, velocity: Arrays, *, learning_rate: float,
-    momentum: float = 0.9, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    velocity: Arrays,
+    *,
+    learning_rate: float,
+    momentum: float = 0.9,
+    max_norm: float | None = None,
 ) -> float | None:
     """SGD with classical momentum: ``v <- mu v - lr g; p <- p + v``. See :func:`sgd`."""
-    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
-               momentum=momentum, nesterov=False, max_norm=max_norm)
+    return sgd(
+        params,
+        grads,
+        learning_rate=learning_rate,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=False,
+        max_norm=max_norm,
+    )
 
 
 def nesterov_momentum(
-    params: Arrays, grads: Arrays, velocity: Arrays, *, learning_rate: float,
-    momentum: float = 0.9, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    velocity: Arrays,
+    *,
+    learning_rate: float,
+    momentum: float = 0.9,
+    max_norm: float | None = None,
 ) -> float | None:
     """SGD with Nesterov momentum: ``v <- mu v - lr g; p <- p + mu v - lr g``. See :func:`sgd`."""
-    return sgd(params, grads, learning_rate=learning_rate, velocity=velocity,
-               momentum=momentum, nesterov=True, max_norm=max_norm)
+    return sgd(
+        params,
+        grads,
+        learning_rate=learning_rate,
+        velocity=velocity,
+        momentum=momentum,
+        nesterov=True,
+        max_norm=max_norm,
+    )
 
 
 def adagrad(
-    params: Arrays, grads: Arrays, accu: Arrays, *, learning_rate: float = 1.0,
-    epsilon: float = 1e-6, velocity: OptArrays = None, momentum: float = 0.9,
-    nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    accu: Arrays,
+    *,
+    learning_rate: float = 1.0,
+    epsilon: float = 1e-6,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """Adagrad: ``a <- a + g^2; p <- p - lr g / sqrt(a + eps)``. Other arguments as :func:`sgd`.
 
@@ -148,6 +186,7 @@ def adagrad(
     accu : ndarray or list of ndarray
         Accumulated squared gradients ``a`` (updated in place).
     """
+
     def inner(g, a):
         a[...] = a + g**2
         return -learning_rate * g / np.sqrt(a + epsilon)
@@ -156,9 +195,17 @@ def adagrad(
 
 
 def rmsprop(
-    params: Arrays, grads: Arrays, accu: Arrays, *, learning_rate: float = 1.0, rho: float = 0.9,
-    epsilon: float = 1e-6, velocity: OptArrays = None, momentum: float = 0.9,
-    nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    accu: Arrays,
+    *,
+    learning_rate: float = 1.0,
+    rho: float = 0.9,
+    epsilon: float = 1e-6,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """RMSProp: ``a <- rho a + (1 - rho) g^2; p <- p - lr g / sqrt(a + eps)``.
 
@@ -169,6 +216,7 @@ def rmsprop(
     rho : float
         Decay factor. Other arguments as :func:`sgd`.
     """
+
     def inner(g, a):
         a[...] = rho * a + (1 - rho) * g**2
         return -learning_rate * g / np.sqrt(a + epsilon)
@@ -177,9 +225,17 @@ def rmsprop(
 
 
 def adadelta(
-    params: Arrays, grads: Arrays, accu: Arrays, delta_accu: Arrays, *,
-    learning_rate: float = 1.0, rho: float = 0.95, epsilon: float = 1e-6,
-    velocity: OptArrays = None, momentum: float = 0.9, nesterov: bool = False,
+    params: Arrays,
+    grads: Arrays,
+    accu: Arrays,
+    delta_accu: Arrays,
+    *,
+    learning_rate: float = 1.0,
+    rho: float = 0.95,
+    epsilon: float = 1e-6,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
     max_norm: float | None = None,
 ) -> float | None:
     """Adadelta, with Lasagne's learning rate and epsilon inside both square roots.
@@ -192,14 +248,14 @@ def adadelta(
     accu, delta_accu : ndarray or list of ndarray
         ``a`` and ``d`` (updated in place). Other arguments as :func:`sgd`.
     """
+
     def inner(g, a, d):
         a[...] = rho * a + (1 - rho) * g**2
         u = g * np.sqrt(d + epsilon) / np.sqrt(a + epsilon)
         d[...] = rho * d + (1 - rho) * u**2
         return -learning_rate * u
 
-    return _apply(inner, params, grads, [accu, delta_accu], velocity, momentum, nesterov,
-                  max_norm)
+    return _apply(inner, params, grads, [accu, delta_accu], velocity, momentum, nesterov, max_norm)
 
 
 def _check_step(step: int) -> int:
@@ -209,10 +265,20 @@ def _check_step(step: int) -> int:
 
 
 def adam(
-    params: Arrays, grads: Arrays, m: Arrays, v: Arrays, *, step: int,
-    learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-    epsilon: float = 1e-8, velocity: OptArrays = None, momentum: float = 0.9,
-    nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    m: Arrays,
+    v: Arrays,
+    *,
+    step: int,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """Adam as in Lasagne: epsilon outside the sqrt and not bias-corrected.
 
@@ -238,10 +304,20 @@ def adam(
 
 
 def adamax(
-    params: Arrays, grads: Arrays, m: Arrays, u: Arrays, *, step: int,
-    learning_rate: float = 0.002, beta1: float = 0.9, beta2: float = 0.999,
-    epsilon: float = 1e-8, velocity: OptArrays = None, momentum: float = 0.9,
-    nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    m: Arrays,
+    u: Arrays,
+    *,
+    step: int,
+    learning_rate: float = 0.002,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """Adamax: ``a_t = lr / (1 - b1^t); m <- b1 m + (1-b1) g; u <- max(b2 u, |g|);
     p <- p - a_t m / (u + eps)``.
@@ -263,10 +339,21 @@ def adamax(
 
 
 def amsgrad(
-    params: Arrays, grads: Arrays, m: Arrays, v: Arrays, v_hat: Arrays, *, step: int,
-    learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-    epsilon: float = 1e-8, velocity: OptArrays = None, momentum: float = 0.9,
-    nesterov: bool = False, max_norm: float | None = None,
+    params: Arrays,
+    grads: Arrays,
+    m: Arrays,
+    v: Arrays,
+    v_hat: Arrays,
+    *,
+    step: int,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    velocity: OptArrays = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    max_norm: float | None = None,
 ) -> float | None:
     """AMSGrad: as :func:`adam`, plus ``v_hat <- max(v_hat, v)`` used in the denominator.
 
@@ -294,7 +381,10 @@ def _times(x: Array, factor: Any) -> Array:
 
 
 def norm_constraint(
-    x: Array, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7,
+    x: Array,
+    max_norm: float,
+    norm_axes: Sequence[int] | None = None,
+    epsilon: float = 1e-7,
 ) -> Array:
     """Rescale ``x`` so that its norms over ``norm_axes`` are at most ``max_norm`` (Lasagne).
 
@@ -327,16 +417,17 @@ def norm_constraint(
     elif ndim in (3, 4, 5):  # conv layers
         sum_over = tuple(range(1, ndim))
     else:
-        raise ValueError(
-            f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`"
-        )
+        raise ValueError(f"Unsupported tensor dimensionality {ndim}. Must specify `norm_axes`")
     norms = np.sqrt(np.sum(x**2, axis=sum_over, keepdims=True))
     target = np.clip(norms, 0, max_norm)
     return _times(x, target / (epsilon + norms))
 
 
 def total_norm_constraint(
-    xs: Sequence[Array], max_norm: float, epsilon: float = 1e-7, return_norm: bool = False,
+    xs: Sequence[Array],
+    max_norm: float,
+    epsilon: float = 1e-7,
+    return_norm: bool = False,
 ) -> list[Array] | tuple[list[Array], float]:
     """Rescale a list of tensors by their combined norm (Lasagne's gradient clipping).
 

@@ -8,7 +8,8 @@ read at every step: Lasagne's "change without recompiling".
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,9 @@ class _Shared:
         self.cache: dict = {}  # backend scratch (device pointer tables on the GPU)
         bind = getattr(self.backend, "bind_step", None)
         # The native step as one callable, so a step costs a single Python-level call.
-        self.native_step = bind(self.cache) if bind else functools.partial(
-            self.backend.step, cache=self.cache)
+        self.native_step = (
+            bind(self.cache) if bind else functools.partial(self.backend.step, cache=self.cache)
+        )
 
 
 def _state_dtype(param: Any) -> np.dtype:
@@ -65,8 +67,13 @@ class Updater:
         Current hyperparameters; each is also an attribute (``upd.learning_rate = 1e-4``).
     """
 
-    def __init__(self, shared: _Shared, velocity: list | None = None, momentum: float = 0.9,
-                 nesterov: bool = False):
+    def __init__(
+        self,
+        shared: _Shared,
+        velocity: list | None = None,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+    ):
         object.__setattr__(self, "_shared", shared)
         object.__setattr__(self, "_velocity", velocity)
         object.__setattr__(self, "_nesterov", nesterov)
@@ -145,11 +152,15 @@ class Updater:
         return hyper
 
     def _packed_hyper(self, t: int) -> tuple:
-        return pack(self._shared.spec, self._shared.hyper,
-                    self._momentum if self._velocity is not None else 0.0, t)
+        return pack(
+            self._shared.spec,
+            self._shared.hyper,
+            self._momentum if self._velocity is not None else 0.0,
+            t,
+        )
 
     # --- stepping --------------------------------------------------------------------------
-    def step(self, grads: Sequence[Any] | Any, max_norm: Optional[float] = None) -> Any:
+    def step(self, grads: Sequence[Any] | Any, max_norm: float | None = None) -> Any:
         """Apply one fused update to every parameter, in place, and advance ``t``.
 
         Parameters
@@ -182,8 +193,16 @@ class Updater:
         if max_norm is not None:
             max_norm = check_max_norm(max_norm)
         norm = shared.native_step(
-            shared.spec.rule_id, self._nesterov, shared.params, grads, self._states,
-            self._state_names, self._velocity, packed[1] + (float(t),), max_norm, CLIP_EPSILON,
+            shared.spec.rule_id,
+            self._nesterov,
+            shared.params,
+            grads,
+            self._states,
+            self._state_names,
+            self._velocity,
+            packed[1] + (float(t),),
+            max_norm,
+            CLIP_EPSILON,
         )
         shared.t = t
         return norm
@@ -216,14 +235,18 @@ class Updater:
         updater unchanged.
         """
         if state_dict.get("rule") != self.rule:
-            raise ValueError(f"state_dict is for rule {state_dict.get('rule')!r}, not {self.rule!r}")
+            raise ValueError(
+                f"state_dict is for rule {state_dict.get('rule')!r}, not {self.rule!r}"
+            )
         t = state_dict["t"]
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
             raise ValueError(f"state_dict['t'] must be an integer >= 0, got {t!r}")
         hyper = dict(state_dict["hyperparameters"])
         if set(hyper) != set(self.hyperparameters):
-            raise ValueError(f"state_dict hyperparameters {sorted(hyper)} do not match "
-                             f"{sorted(self.hyperparameters)}")
+            raise ValueError(
+                f"state_dict hyperparameters {sorted(hyper)} do not match "
+                f"{sorted(self.hyperparameters)}"
+            )
         for name, value in hyper.items():
             check_hyper(name, value)
         saved, mine = state_dict["state"], self.state
@@ -232,19 +255,22 @@ class Updater:
         for name, arrays in mine.items():
             src = saved[name]
             if len(src) != len(arrays):
-                raise ValueError(f"state_dict state '{name}' has {len(src)} arrays, "
-                                 f"expected {len(arrays)}")
+                raise ValueError(
+                    f"state_dict state '{name}' has {len(src)} arrays, expected {len(arrays)}"
+                )
             for i, (dst, s) in enumerate(zip(arrays, src)):
                 if (dst is None) != (s is None):
                     raise ValueError(f"state_dict state '{name}'[{i}]: presence differs")
                 if dst is not None and np.dtype(s.dtype) != np.dtype(dst.dtype):
                     raise TypeError(
                         f"state_dict state '{name}'[{i}]: dtype {np.dtype(s.dtype)} does not "
-                        f"match {np.dtype(dst.dtype)}")
+                        f"match {np.dtype(dst.dtype)}"
+                    )
                 if dst is not None and tuple(np.shape(s)) != tuple(dst.shape):
                     raise ValueError(
                         f"state_dict state '{name}'[{i}]: {np.dtype(s.dtype)}{tuple(np.shape(s))}"
-                        f" does not match {np.dtype(dst.dtype)}{tuple(dst.shape)}")
+                        f" does not match {np.dtype(dst.dtype)}{tuple(dst.shape)}"
+                    )
         for name, arrays in mine.items():
             for dst, s in zip(arrays, saved[name]):
                 if dst is not None:
