@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from . import functional, reference
 from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD
