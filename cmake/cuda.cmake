@@ -30,8 +30,9 @@ if(NOT CMAKE_CUDA_COMPILER)
   message(FATAL_ERROR "FUSEDUPDATES_CUDA=${FUSEDUPDATES_CUDA} but no CUDA compiler was found "
                       "(put nvcc on PATH or set CUDACXX / CMAKE_CUDA_COMPILER)")
 endif()
+# Static runtime: the module loads next to CuPy whatever CUDA runtime CuPy brings.
+set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
 enable_language(CUDA)
-find_package(CUDAToolkit REQUIRED)
 set(CMAKE_CUDA_STANDARD 20)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 message(STATUS "fusedupdates: CUDA backend for architectures ${CMAKE_CUDA_ARCHITECTURES}")
@@ -57,12 +58,12 @@ set_target_properties(fu_cuda_kernels PROPERTIES
   CUDA_RUNTIME_LIBRARY Static)
 target_compile_options(fu_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>)
-target_link_libraries(fu_cuda_kernels PUBLIC CUDA::cudart_static)
 
 pybind11_add_module(_cuda MODULE
   csrc/bindings/cuda_module.cpp
   csrc/cuda/tables.cpp
   csrc/common/validate.cpp)
+set_target_properties(_cuda PROPERTIES CUDA_RUNTIME_LIBRARY Static)
 target_compile_options(_cuda PRIVATE -Wall -Wextra)
 # --exclude-libs keeps the static runtime's symbols out of the module's dynamic symbol table,
 # so they can never interpose on the runtime CuPy loads.

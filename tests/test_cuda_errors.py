@@ -101,7 +101,8 @@ def test_device_mismatch_is_a_value_error_naming_the_array():
     grads = [cupy.zeros(3, np.float32), _OnOtherDevice(cupy.zeros(4, np.float32), 7)]
     from fusedupdates import _cuda_backend as cb
 
-    with pytest.raises(ValueError, match=r"grads\[1\]: is on device 7 but params\[0\] is on device"):
+    message = r"grads\[1\]: is on device 7 but params\[0\] is on device"
+    with pytest.raises(ValueError, match=message):
         cb.step(0, False, p, grads, [], [], None, (0.1, 0, 0, 0, 0, 1), None, 1e-7, {})
     assert float(cupy.abs(p[1]).sum()) == 0.0  # nothing was launched
 
@@ -113,7 +114,8 @@ def test_device_mismatch_on_two_gpus():
     with cupy.cuda.Device(1):
         g = cupy.zeros(3, np.float32)
     upd = fu.sgd([p], learning_rate=0.1)
-    with pytest.raises(ValueError, match=r"grads\[0\]: is on device 1 but params\[0\] is on device 0"):
+    message = r"grads\[0\]: is on device 1 but params\[0\] is on device 0"
+    with pytest.raises(ValueError, match=message):
         upd.step([g])
 
 

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,7 +22,8 @@ using namespace fusedupdates::cuda;
 namespace {
 
 HyperParams hyper_from(const std::vector<double>& h) {
-  if (h.size() != 6) throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
+  if (h.size() != 6)
+    throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
   return HyperParams{h[0], h[1], h[2], h[3], h[4], h[5], 1.0};
 }
 
@@ -66,7 +68,8 @@ void step(TableCache& tables, const py::object& control, std::uintptr_t stream_p
           const std::vector<double>& hyper, const py::object& max_norm, double clip_epsilon,
           const py::object& norm_buffer) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
-  if (states.size() != state_names.size()) throw ArgValueError("states and state_names differ in length");
+  if (states.size() != state_names.size())
+    throw ArgValueError("states and state_names differ in length");
   ShapeStore shapes;
   const ArrayGroup p = describe_cuda_list(params, "params", true, shapes);
   const ArrayGroup g = describe_cuda_list(grads, "grads", false, shapes);
@@ -75,7 +78,8 @@ void step(TableCache& tables, const py::object& control, std::uintptr_t stream_p
   for (size_t k = 0; k < states.size(); ++k)
     s.push_back(describe_cuda_list(states[k], "state '" + state_names[k] + "'", true, shapes));
   const bool has_velocity = !velocity.is_none();
-  if (has_velocity) s.push_back(describe_cuda_list(velocity, "state 'velocity'", true, shapes, true));
+  if (has_velocity)
+    s.push_back(describe_cuda_list(velocity, "state 'velocity'", true, shapes, true));
   std::vector<const ArrayGroup*> sp;
   std::vector<bool> allow_missing;
   for (const ArrayGroup& x : s) {
@@ -112,9 +116,9 @@ void step(TableCache& tables, const py::object& control, std::uintptr_t stream_p
   args.hyper = h;
   if (clip) {
     // Launch 1 of 2: the fixed-block partial sums of squares of every grad.
-    launch_sum_squares(ReduceArgs{args.meta, args.grads, args.chunks, t.num_chunks,
-                                  norm_out + kPartialsOffset},
-                       stream);
+    launch_sum_squares(
+        ReduceArgs{args.meta, args.grads, args.chunks, t.num_chunks, norm_out + kPartialsOffset},
+        stream);
     args.partials = norm_out + kPartialsOffset;
     args.norm_out = norm_out;
     args.max_norm = max_norm.cast<double>();
@@ -163,8 +167,9 @@ DeviceList describe_lists(const TableCache& tables, const py::list& xs, const py
   if (!l.in.arrays.empty()) l.dtype = l.in.arrays[0].dtype;
   for (size_t i = 0; i < l.in.arrays.size(); ++i)
     if (l.in.arrays[i].dtype != l.dtype)
-      throw ArgTypeError("xs[" + std::to_string(i) + "]: dtype " + dtype_name(l.in.arrays[i].dtype) +
-                         " differs from xs[0] dtype " + dtype_name(l.dtype));
+      throw ArgTypeError("xs[" + std::to_string(i) + "]: dtype " +
+                         dtype_name(l.in.arrays[i].dtype) + " differs from xs[0] dtype " +
+                         dtype_name(l.dtype));
   l.device = common_device(l.in, tables.device());
   check_table_device(tables, l.device);
   return l;
@@ -257,8 +262,10 @@ void stream_probe(std::uintptr_t stream_ptr, const py::list& rw, const py::list&
           a.device != first.device || (grp == &w && !a.writeable))
         throw ArgValueError(
             "stream: every array must be contiguous with the same dtype, size and device");
-      if (grp == &w) args.rw[i] = reinterpret_cast<void*>(a.ptr);
-      else args.ro[i] = reinterpret_cast<const void*>(a.ptr);
+      if (grp == &w)
+        args.rw[i] = reinterpret_cast<void*>(a.ptr);
+      else
+        args.ro[i] = reinterpret_cast<const void*>(a.ptr);
     }
   if (first.dtype == DType::kUnsupported) throw ArgTypeError("stream: unsupported dtype");
   args.numel = first.numel;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../bindings/numpy_desc.h"
@@ -60,7 +61,12 @@ inline ArrayDesc describe_cuda(const py::handle& obj, const std::string& where, 
   bool has_strides = false;
   py::dtype dt;
   PyObject* cupy_type = cupy_ndarray_type();
-  if (cupy_type != nullptr && PyObject_IsInstance(obj.ptr(), cupy_type) == 1) {
+  int is_cupy = cupy_type != nullptr ? PyObject_IsInstance(obj.ptr(), cupy_type) : 0;
+  if (is_cupy < 0) {
+    PyErr_Clear();  // an exotic __class__ that cannot be checked: use the generic path
+    is_cupy = 0;
+  }
+  if (is_cupy == 1) {
     d.ptr = obj.attr("data").attr("ptr").cast<std::uintptr_t>();
     shape = obj.attr("shape").cast<std::vector<int64_t>>();
     strides = obj.attr("strides").cast<std::vector<int64_t>>();
@@ -96,9 +102,8 @@ inline ArrayDesc describe_cuda(const py::handle& obj, const std::string& where, 
   return d;
 }
 
-inline ArrayGroup describe_cuda_list(const py::handle& seq, const std::string& name,
-                                     bool writeable, ShapeStore& shapes,
-                                     bool optional_items = false) {
+inline ArrayGroup describe_cuda_list(const py::handle& seq, const std::string& name, bool writeable,
+                                     ShapeStore& shapes, bool optional_items = false) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
     throw ArgTypeError(name + ": expected a list of arrays");
   ArrayGroup g{name, {}, writeable};

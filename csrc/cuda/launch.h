@@ -28,15 +28,17 @@ void launch_scale(DType dtype, const ScaleArgs& args, int device, Stream stream)
 void launch_norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
                             int64_t inner, double max_norm, double epsilon, Stream stream);
 
-// --- benchmarks ------------------------------------------------------------------------------------
+// --- benchmarks
+// ------------------------------------------------------------------------------------
 void launch_stream(DType dtype, const StreamArgs& args, int n_rw, int n_ro, int device,
                    Stream stream);
 void launch_copy(void* dst, const void* src, std::size_t bytes, Stream stream);
 
-// --- small writes and the runtime ------------------------------------------------------------------
-// Copies `bytes` (a multiple of 4) host bytes to device memory `dst` through kernel parameters:
-// unlike cudaMemcpyAsync from pageable memory this never waits for the stream, and a copy made
-// while the stream is being captured is safe to replay.
+// --- small writes and the runtime
+// ------------------------------------------------------------------ Copies `bytes` (a multiple of
+// 4) host bytes to device memory `dst` through kernel parameters: unlike cudaMemcpyAsync from
+// pageable memory this never waits for the stream, and a copy made while the stream is being
+// captured is safe to replay.
 void upload_bytes(void* dst, const void* src, std::size_t bytes, Stream stream);
 // Writes the hyperparameters of `h` into the control block; t as well when write_step (then
 // control->hyper.step = h.step, the count of steps taken), and zeroes the block counter if reset.

@@ -78,9 +78,9 @@ struct ScaleArgs {
   void* const* outputs;
   const ChunkRef* chunks;
   int64_t num_chunks;
-  double factor;            // used when partials is null
-  const double* partials;   // total_norm_constraint: factor = norm_multiplier(sqrt(sum))
-  double* norm_out;         // [norm, multiplier] when partials is set
+  double factor;           // used when partials is null
+  const double* partials;  // total_norm_constraint: factor = norm_multiplier(sqrt(sum))
+  double* norm_out;        // [norm, multiplier] when partials is set
   double max_norm, epsilon;
 };
 

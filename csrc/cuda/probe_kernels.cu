@@ -65,8 +65,8 @@ template <class S>
 void launch_stream_typed(const StreamArgs& args, int n_rw, int n_ro, int device, Stream stream) {
   auto launch = [&](auto kernel) {
     const int64_t packs = (args.numel + kPackElements<S> - 1) / kPackElements<S>;
-    const int grid = grid_for((packs + kThreads - 1) / kThreads,
-                              reinterpret_cast<const void*>(kernel), device);
+    const int grid =
+        grid_for((packs + kThreads - 1) / kThreads, reinterpret_cast<const void*>(kernel), device);
     kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
     check_launch("stream kernel");
   };

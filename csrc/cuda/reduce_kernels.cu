@@ -54,8 +54,8 @@ __global__ void __launch_bounds__(kThreads) sum_squares_kernel(const ReduceArgs 
   if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
 }
 
-__global__ void __launch_bounds__(kThreads) sum_partials_kernel(const double* partials,
-                                                                double* out) {
+__global__ void __launch_bounds__(kThreads)
+    sum_partials_kernel(const double* partials, double* out) {
   const double total = sum_partials(partials);
   if (threadIdx.x == 0) *out = total;
 }
@@ -171,8 +171,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class S>
-void norm_constraint_typed(const void* x, void* out, int64_t outer, int64_t reduce,
-                           int64_t inner, double max_norm, double epsilon, Stream stream) {
+void norm_constraint_typed(const void* x, void* out, int64_t outer, int64_t reduce, int64_t inner,
+                           double max_norm, double epsilon, Stream stream) {
   constexpr int64_t kMaxGrid = 1 << 20;  // grid-stride beyond this; far above any GPU's fill
   if (inner > 1) {
     const int64_t tiles = outer * ((inner + kColumns - 1) / kColumns);

@@ -124,8 +124,7 @@ int pointer_device(std::uintptr_t ptr) {
     (void)cudaGetLastError();  // clear the sticky-free error of an unknown pointer
     return -1;
   }
-  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device
-                                                                                   : -1;
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device : -1;
 }
 
 void launch_copy(void* dst, const void* src, std::size_t bytes, Stream stream) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "../common/errors.h"
 #include "launch.h"
@@ -46,7 +47,8 @@ DeviceBuffer TableCache::allocate(size_t bytes) {
 void TableCache::evict_one() {
   auto victim = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it)
-    if (!it->second.pinned && (victim == entries_.end() || it->second.last_use < victim->second.last_use))
+    if (!it->second.pinned &&
+        (victim == entries_.end() || it->second.last_use < victim->second.last_use))
       victim = it;
   // Dropping the CuPy array returns it to CuPy's pool for its stream: a kernel still reading
   // the table on that stream finishes before the memory is handed out again.

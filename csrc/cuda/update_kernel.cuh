@@ -59,7 +59,8 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule, compute_t<S> grad_
     StateVec<T, K> e;
 #pragma unroll
     for (int k = 0; k < K; ++k) e[k] = s[k][i];
-    p[i] = to_storage<S>(update_element(rule, grad_scale, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
+    p[i] = to_storage<S>(
+        update_element(rule, grad_scale, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
 #pragma unroll
     for (int k = 0; k < K; ++k) s[k][i] = e[k];
   }
@@ -134,8 +135,8 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
 template <class S, template <class> class R, bool kNesterov>
 void launch_update_typed(const UpdateArgs& args, int device, Stream stream) {
   const auto kernel = update_kernel<S, R, kNesterov>;
-  const int grid = grid_for(args.chunk_end - args.chunk_begin, reinterpret_cast<const void*>(kernel),
-                            device);
+  const int grid =
+      grid_for(args.chunk_end - args.chunk_begin, reinterpret_cast<const void*>(kernel), device);
   kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
   check_launch("update kernel");
 }

@@ -75,8 +75,14 @@ def bind_step(cache: dict):
     return _cpu.step
 
 
-def hyper_changed(cache: dict, hyper: tuple) -> None:
-    """Called when an updater's hyperparameter attribute changes (CPU: read at each step)."""
+def hyper_changed(cache: dict, hyper: tuple, reset_step: bool | None = None) -> None:
+    """Called when an updater's hyperparameters or step count change (CPU: nothing to do,
+    they are passed to every step)."""
+
+
+def device_step(cache: dict) -> None:
+    """The step count as the device sees it: the CPU has no separate count."""
+    return None
 
 
 def sum_squares(xs: list) -> float:

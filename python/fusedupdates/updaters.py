@@ -135,7 +135,13 @@ class Updater:
 
     @property
     def t(self) -> int:
-        return self._shared.t
+        """Steps taken. On the GPU, replays of a captured step advance the device's count
+        only; reading ``t`` then synchronises once to fetch it."""
+        shared = self._shared
+        device_t = shared.backend.device_step(shared.cache)
+        if device_t is not None:
+            shared.t = int(device_t)
+        return shared.t
 
     @property
     def state(self) -> dict[str, list]:
@@ -278,7 +284,9 @@ class Updater:
         for name, value in hyper.items():
             setattr(self, name, value)
         self._shared.t = int(t)
-        self._shared.backend.hyper_changed(self._shared.cache, self._packed_hyper(int(t) + 1))
+        self._shared.backend.hyper_changed(
+            self._shared.cache, self._packed_hyper(int(t) + 1), reset_step=True
+        )
 
 
 def make_updater(spec: RuleSpec, params: Any, hyper: dict[str, Any]) -> Updater:
