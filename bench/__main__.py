@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import platform
 import sys
@@ -15,10 +16,25 @@ from pathlib import Path
 
 from . import ceiling as ceilings
 from .report import OTHER_LOAD_WARN, ConfigResult, evaluate_targets, markdown, plot, to_json
-from .timing import (CpuTimer, CudaEventTimer, LoadMonitor, Progress, TimingPlan,
-                     run_interleaved, wait_until_quiet)
-from .workloads import (DEFAULT_SIZES, DTYPES, QUICK_SIZES, RULE_ALIASES, RULES, DataCache,
-                        parse_list, parse_workload)
+from .timing import (
+    CpuTimer,
+    CudaEventTimer,
+    LoadMonitor,
+    Progress,
+    TimingPlan,
+    run_interleaved,
+    wait_until_quiet,
+)
+from .workloads import (
+    DEFAULT_SIZES,
+    DTYPES,
+    QUICK_SIZES,
+    RULE_ALIASES,
+    RULES,
+    DataCache,
+    parse_list,
+    parse_workload,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_PEERS = ("fu", "reference", "numpy", "torch", "deepspeed", "cupy")
@@ -153,7 +169,7 @@ def main(argv=None) -> Path:
     progress = Progress(len(configs), enabled=not args.no_progress)
     data = DataCache()
     results: list[ConfigResult] = []
-    whole, each = LoadMonitor(), LoadMonitor()
+    each = LoadMonitor()
     waited = 0.0
     try:
         for wl, dt, rule in configs:
@@ -172,9 +188,11 @@ def main(argv=None) -> Path:
 
     date = time.strftime("%Y-%m-%d")
     header["total benchmark time"] = f"{time.perf_counter() - t_start:.0f} s"
-    load = whole.read()
+    secs = sum(r.load["seconds"] for r in results) or math.nan
+    load = {k: sum(r.load[k] * r.load["seconds"] for r in results) / secs
+            for k in ("other", "steal")}
     header["machine load"] = (f"other processes used {load['other']:.1%} of the machine's CPU "
-                              f"during the run, hypervisor steal {load['steal']:.1%} (configs "
+                              f"while timing, hypervisor steal {load['steal']:.1%} (configs "
                               f"above {OTHER_LOAD_WARN:.0%} are flagged)"
                               + (f"; waited {waited:.0f} s for quiet" if args.wait_quiet else ""))
     meta = {"machine": tag, "date": date, "device": args.device, "header": header}

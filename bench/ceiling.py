@@ -108,7 +108,8 @@ class NativeStream(CeilingProvider):
         src = STREAM_C.read_bytes()
         flags = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
         key = hashlib.sha1(src + " ".join([cc, *flags]).encode()).hexdigest()[:12]
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fusedupdates-bench"
+        cache_root = os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+        cache = Path(cache_root) / "fusedupdates-bench"
         so = cache / f"stream-{key}.so"
         try:
             if not so.exists():

@@ -92,8 +92,8 @@ def load_cpu_env(peers: set[str], threads: int | None) -> CpuEnv:
     if "deepspeed" in peers and env.torch is not None:
         t0 = time.perf_counter()
         try:
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
             import deepspeed
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
 
             # The first optimizer JIT-builds (or loads) the cpu_adam op: do it here, untimed.
             p = env.torch.nn.Parameter(env.torch.zeros(8))
@@ -147,7 +147,8 @@ def _functional_impl(name, family, mod, rule, dtype, ps, gs) -> Impl:
         t[0] += 1
         functional_call(mod, rule, p1, g1, states, t[0])
 
-    return Impl(name, family, step, bytes_per_elem(rule, dtype), keepalive=(ps, gs, states))
+    return Impl(name, family, step, bytes_per_elem(rule, dtype), keepalive=(ps, gs, states),
+                probe=ps[0])
 
 
 def _updater_impl(fu, rule, dtype, ps, gs) -> Impl:
@@ -156,7 +157,7 @@ def _updater_impl(fu, rule, dtype, ps, gs) -> Impl:
         upd = fu.apply_momentum(upd, momentum=rule.mu)
     step = upd.step
     return Impl("fu.updater step()", "fu", lambda: step(gs), bytes_per_elem(rule, dtype),
-                keepalive=(ps, gs, upd))
+                keepalive=(ps, gs, upd), probe=ps[0])
 
 
 # ------------------------------------------------------------------------------------- torch
@@ -203,7 +204,7 @@ def torch_impls(torch, rule, dtype, wl: Workload, data: DataCache, device: str =
             skips.append(f"torch {mode}: {type(e).__name__}: {e}"[:160])
             continue
         impls.append(Impl(f"torch {mode}", "torch", opt.step, nbytes, note=note,
-                          keepalive=(ps, opt)))
+                          keepalive=(ps, opt), probe=ps[0]))
     return impls, skips
 
 
@@ -220,7 +221,7 @@ def deepspeed_impl(env: CpuEnv, rule, dtype, wl, data):
                       eps=hp["epsilon"], weight_decay=0.0, bias_correction=True, adamw_mode=False)
     # float32 state for float16 params (fp32_optimizer_states): the same bytes as fusedupdates
     return Impl("DeepSpeedCPUAdam", "deepspeed", opt.step, bytes_per_elem(rule, dtype),
-                keepalive=(ps, opt)), ""
+                keepalive=(ps, opt), probe=ps[0]), ""
 
 
 # --------------------------------------------------------------------------------- assemble

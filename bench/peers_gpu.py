@@ -152,6 +152,11 @@ def _ewk_scalars(rule: RuleSpec, t: int) -> tuple:
 # --------------------------------------------------------------------------------- assemble
 
 
+def _one(xs: list):
+    """Single-tensor workloads pass bare arrays to the functional API, lists otherwise."""
+    return xs[0] if len(xs) == 1 else xs
+
+
 def _arrays(env, wl, dtype, data, rule):
     cp = env.cp
     ps_np, gs_np = data.base(wl, dtype)
@@ -170,17 +175,16 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
         if rule.momentum:
             upd = env.fu.apply_momentum(upd, momentum=rule.mu)
         impls.append(Impl("fu.updater step()", "fu", lambda u=upd, g=gs: u.step(g), nbytes,
-                          keepalive=(ps, gs, upd)))
+                          keepalive=(ps, gs, upd), probe=ps[0]))
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
-        one = (lambda xs: xs[0] if len(xs) == 1 else xs)
-        args = (one(ps), one(gs), [one(s) for s in states])
+        args = (_one(ps), _one(gs), [_one(s) for s in states])
         tf = [0]
 
         def fstep(args=args, tf=tf):
             tf[0] += 1
             functional_call(env.fu.functional, rule, *args, tf[0])
 
-        impls.append(Impl("fu.functional", "fu", fstep, nbytes, keepalive=args))
+        impls.append(Impl("fu.functional", "fu", fstep, nbytes, keepalive=args, probe=ps[0]))
     if "cupy" in peers:
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
         tn = [0]
@@ -191,7 +195,7 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
                 naive_step(env.cp, rule, p, g, [s[i] for s in states], tn[0])
 
         impls.append(Impl("cupy naive expressions", "cupy", nstep, nbytes,
-                          keepalive=(ps, gs, states)))
+                          keepalive=(ps, gs, states), probe=ps[0]))
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
         kern = _ewk(env, rule)
         te = [0]
@@ -203,7 +207,7 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
                 kern(g, *sc, p, *[s[i] for s in states])
 
         impls.append(Impl("cupy ElementwiseKernel per tensor", "cupy", estep, nbytes,
-                          keepalive=(ps, gs, states)))
+                          keepalive=(ps, gs, states), probe=ps[0]))
     if env.torch is not None:
         got, why = torch_impls(env.torch, rule, dtype, wl, data, device="cuda",
                                modes=("foreach", "fused"))

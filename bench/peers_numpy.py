@@ -162,10 +162,12 @@ def make_numpy_inplace(rule: RuleSpec, dtype, params, grads, threads: int) -> Im
         t[0] += 1
         a_t = 0.0
         if rule.needs_step:
-            a_t = hp["learning_rate"] * math.sqrt(1 - hp["beta2"] ** t[0]) / (1 - hp["beta1"] ** t[0])
+            b1, b2 = hp["beta1"], hp["beta2"]
+            a_t = hp["learning_rate"] * math.sqrt(1 - b2 ** t[0]) / (1 - b1 ** t[0])
         for arrs in flat:
-            runner.run(arrs[0].size, lambda w, lo, hi, arrs=arrs: body(arrs, scratch, w, lo, hi, a_t))
+            runner.run(arrs[0].size,
+                       lambda w, lo, hi, arrs=arrs: body(arrs, scratch, w, lo, hi, a_t))
 
     return Impl("numpy in-place (chunked, out=)", "numpy", step, bytes_per_elem(rule, dtype),
                 note=f"{runner.threads} threads, {CHUNK}-element chunks",
-                keepalive=(params, grads, states))
+                keepalive=(params, grads, states), probe=params[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,11 +30,40 @@ class ConfigResult:
                 return m
         return None
 
-    @property
-    def ceiling_bw(self) -> float:
-        """Best ceiling bandwidth of this config in bytes/s (nan when none was measured)."""
-        bws = [gbs(m, self.workload) for m in self.rows if m.is_ceiling and m.times]
-        return max(bws) if bws else math.nan
+    def ceiling_by_round(self) -> dict[int, float]:
+        """Round -> best ceiling bandwidth (bytes/s) measured in that round."""
+        best: dict[int, float] = {}
+        for m in self.rows:
+            if m.is_ceiling:
+                for r, t in zip(m.rounds, m.times):
+                    best[r] = max(best.get(r, 0.0), m.bytes_per_elem * self.workload.numel / t)
+        return best
+
+    def fraction_of_ceiling(self, m: Measurement) -> float:
+        """Median over rounds of m's GB/s / the best ceiling GB/s of the same round."""
+        ceil = self.ceiling_by_round()
+        nb = m.bytes_per_elem * self.workload.numel
+        vals = [nb / t / ceil[r] for r, t in zip(m.rounds, m.times) if r in ceil]
+        return statistics.median(vals) if vals else math.nan
+
+    def attainable_speedup(self, peer: Measurement, bytes_per_elem: float) -> float:
+        """Median over rounds of peer's time / the time a kernel moving ``bytes_per_elem``
+        at the round's ceiling bandwidth would take: the most any such kernel can beat it by."""
+        ceil = self.ceiling_by_round()
+        nb = bytes_per_elem * self.workload.numel
+        vals = [t * ceil[r] / nb for r, t in zip(peer.rounds, peer.times) if r in ceil]
+        return statistics.median(vals) if vals else math.nan
+
+
+def paired_ratio(a: Measurement, b: Measurement) -> float:
+    """Median over the rounds both were timed in of a's time / b's time.
+
+    Interleaving puts the two samples of one round close in time, so per-round ratios cancel
+    most of the slow drift of a shared machine (memory bandwidth taken by neighbours, clock).
+    """
+    tb = dict(zip(b.rounds, b.times))
+    vals = [t / tb[r] for r, t in zip(a.rounds, a.times) if r in tb]
+    return statistics.median(vals) if vals else math.nan
 
 
 def gbs(m: Measurement, wl: Workload) -> float:
@@ -77,16 +107,19 @@ def evaluate_targets(results: list[ConfigResult], device: str) -> list[dict]:
                    else f"≥ {need:g}× {peer}"))
         res = by_key.get((rule, dtype, wl))
         fu = res.row(FU_ROW) if res else None
-        ratio = math.nan
+        ratio = bound = math.nan
         if fu is not None:
             if peer == "ceiling":
-                ratio = gbs(fu, res.workload) / res.ceiling_bw
+                ratio = res.fraction_of_ceiling(fu)
             elif (m := res.row(peer)) is not None:
-                ratio = m.median / fu.median
+                ratio = paired_ratio(m, fu)
+                bound = res.attainable_speedup(m, fu.bytes_per_elem)
         status = "not measured" if not math.isfinite(ratio) else (
             "met" if ratio >= need else "NOT met")
-        shown = _f(ratio, ".0%") if peer == "ceiling" else _f(ratio, ".2f") + "×"
-        out.append(dict(target=what, measured=shown, ratio=ratio, required=need, status=status))
+        shown = ("–" if not math.isfinite(ratio) else
+                 _f(ratio, ".0%") if peer == "ceiling" else _f(ratio, ".2f") + "×")
+        out.append(dict(target=what, measured=shown, ratio=ratio, required=need, status=status,
+                        bound=bound))
     return out
 
 
@@ -101,15 +134,15 @@ def bytes_table() -> list[str]:
         writes = ", ".join(["p", *r.states])
         f32 = traffic(r, 4, 4)
         f16 = traffic(r, 2, 4)
+        torch16 = bytes_per_elem(r, "float16", "float16")
         lines.append(f"| {r.name} | {reads} | {writes} | {sum(f32)} ({f32[0]}+{f32[1]}) | "
-                     f"{sum(f16)} ({f16[0]}+{f16[1]}) | {bytes_per_elem(r, 'float16', 'float16')} |")
+                     f"{sum(f16)} ({f16[0]}+{f16[1]}) | {torch16} |")
     return lines
 
 
 def config_table(res: ConfigResult) -> list[str]:
     wl = res.workload
     fu = res.row(FU_ROW)
-    ceil = res.ceiling_bw
     lines = []
     for m in res.rows:
         if not m.times:
@@ -117,13 +150,13 @@ def config_table(res: ConfigResult) -> list[str]:
                          "| | | | | | | |")
             continue
         bw = gbs(m, wl)
-        speed = m.median / fu.median if fu is not None else math.nan
+        speed = paired_ratio(m, fu) if fu is not None else math.nan
         name = m.name + (f" ({m.note})" if m.note else "")
         lines.append(
             f"| {wl.label} | {name} | {fmt_time(m.median)} | {fmt_time(m.min)} – "
             f"{fmt_time(m.max)} | {_f(m.median / wl.numel * 1e9, '.3g')} | "
             f"{_f(wl.numel / m.median / 1e9, '.3g')} | {m.bytes_per_elem:g} | "
-            f"{_f(bw / 1e9, '.1f')} | {_f(bw / ceil, '.0%')} | "
+            f"{_f(bw / 1e9, '.1f')} | {_f(res.fraction_of_ceiling(m), '.0%')} | "
             f"{'—' if m.name == FU_ROW or m.is_ceiling else _f(speed, '.2f') + '×'} |")
     return lines
 
@@ -135,17 +168,26 @@ def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> st
     out += ["", "## Bytes per element", "",
             "The minimum memory traffic of one update (every written array is also read, so "
             "there is no extra write-allocate traffic). Effective GB/s = B/elem × elements / "
-            "time; % ceiling = GB/s over the best same-pattern streaming kernel's GB/s measured "
-            "for the same config in this run.", "", *bytes_table(), ""]
+            "time, with the bytes the row's implementation moves. The ceiling is the best "
+            "streaming kernel with the rule's read/write pattern, timed in the same rounds.", "",
+            *bytes_table(), ""]
     out += ["## Targets", ""]
     if targets:
-        out += ["| target | measured | status |", "|---|---|---|"]
-        out += [f"| {t['target']} | {t['measured']} | {t['status']} |" for t in targets]
+        out += ["Ratios are medians of per-round ratios (see Results). *Bandwidth bound*: the "
+                "peer's time over the time of a kernel moving fusedupdates' bytes at the "
+                "ceiling bandwidth, i.e. the largest speedup any implementation could show.", "",
+                "| target | measured | bandwidth bound | status |", "|---|---|---|---|"]
+        out += [f"| {t['target']} | {t['measured']} | "
+                f"{_f(t['bound'], '.2f') + '×' if math.isfinite(t['bound']) else '—'} | "
+                f"{t['status']} |" for t in targets]
     else:
         out.append("No targets are defined for this device.")
     out += ["", "## Results", "",
-            "time/step: median over rounds [min – max]; speedup = implementation's median / "
-            "fu.updater's median (> 1: fusedupdates is faster).", ""]
+            "time/step: median over rounds [min – max]. Speedup = median over rounds of "
+            "(this row's time / fu.updater's time in the same round): > 1 means fusedupdates is "
+            "faster. % ceiling = median over rounds of this row's GB/s / the best ceiling GB/s "
+            "of the same round. Pairing by round cancels most of the drift of a shared machine.",
+            ""]
     head = ["| size | implementation | time/step | [min – max] | ns/elem | Gelem/s | B/elem | "
             "GB/s | % ceiling | fu.updater speedup |", "|---|---|---|---|---|---|---|---|---|---|"]
     for rule in RULES:
@@ -220,7 +262,7 @@ def plot(results: list[ConfigResult], path: Path, title: str) -> bool:
                 ax.set_ylabel("ns per element per step")
             if i == len(dtypes) - 1:
                 ax.set_xlabel("elements (★ = model-shaped list)")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 
 @dataclass
 class Impl:
@@ -28,6 +30,18 @@ class Impl:
     note: str = ""
     is_ceiling: bool = False
     keepalive: object = None  # arrays / optimizers that must outlive the timing
+    probe: object = None  # params[0]: the harness checks that step() changes it
+
+
+def first_elements(x, n: int = 1 << 16):
+    """A NumPy copy of the first ``n`` elements of a NumPy, CuPy or torch array."""
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().reshape(-1)[:n].cpu().numpy()
+    elif hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        x = x.reshape(-1)[:n].get()
+    else:
+        x = x.reshape(-1)[:n]
+    return np.array(x, copy=True)
 
 
 @dataclass
@@ -39,6 +53,7 @@ class Measurement:
     is_ceiling: bool
     reps: int = 1
     times: list[float] = field(default_factory=list)  # seconds per step, one per round
+    rounds: list[int] = field(default_factory=list)  # the round of each sample
     error: str = ""
 
     @property
@@ -95,9 +110,9 @@ class CudaEventTimer:
 
 @dataclass
 class TimingPlan:
-    rounds: int = 7
+    rounds: int = 11
     warmup: int = 2  # untimed steps before calibration
-    min_time: float = 0.02  # seconds per measurement; reps are raised to reach it
+    min_time: float = 0.01  # seconds per measurement; reps are raised to reach it
     max_reps: int = 20000
     slow_step: float = 0.25  # an implementation slower than this per step ...
     slow_rounds: int = 3  # ... is timed in at most this many rounds
@@ -124,8 +139,10 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
     step: the OpenMP workers of the previously timed library (torch, DeepSpeed and
     fusedupdates bring separate runtimes) stop spinning and go to sleep, and the library about
     to be timed has its own workers awake and its arrays in cache, as in a training loop where
-    it is the only optimizer. Implementations slower than ``plan.slow_step`` per step skip the
-    settling (it is noise to them), get one warm-up step, ``reps = 1`` and at most
+    it is the only optimizer. An implementation whose warm-up steps leave its first parameter
+    unchanged is reported as failed ("no-op"), never timed. Implementations slower than
+    ``plan.slow_step`` per step skip the settling (it is noise to them), get one warm-up
+    step, ``reps = 1`` and at most
     ``plan.slow_rounds`` rounds, so that the unfused float16 NumPy baselines (seconds per step)
     do not dominate the run time.
 
@@ -145,13 +162,16 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
     try:
         for k, impl in enumerate(impls):  # warm-up and calibration
             try:
-                first = timer.measure(impl.step, 1) if plan.warmup > 0 else 0.0
+                before = first_elements(impl.probe) if impl.probe is not None else None
+                first = timer.measure(impl.step, 1)
                 if first > plan.slow_step:  # slow: one step is warm-up enough, reps = 1
                     out[k].reps, slow[k] = 1, True
                 else:
                     for _ in range(plan.warmup - 1):
                         impl.step()
                     out[k].reps = calibrate(timer, impl.step, plan)
+                if before is not None and np.array_equal(before, first_elements(impl.probe)):
+                    raise RuntimeError("no-op: step() left the parameters unchanged")
             except Exception as e:  # noqa: BLE001 - report and go on
                 alive[k] = False
                 out[k].error = f"{type(e).__name__}: {e}"[:200]
@@ -170,6 +190,7 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
                             time.sleep(plan.settle)
                             impls[k].step()
                         m.times.append(timer.measure(impls[k].step, m.reps))
+                        m.rounds.append(r)
                         slow[k] = slow[k] or m.times[-1] > plan.slow_step
                     except Exception as e:  # noqa: BLE001
                         alive[k] = False
@@ -217,10 +238,11 @@ class LoadMonitor:
     def read(self) -> dict:
         end = self._sample()
         if end is None or self._start is None:
-            return {"other": math.nan, "steal": math.nan}
-        wall = max(end[0] - self._start[0], 1e-9) * self.ncpu
+            return {"other": math.nan, "steal": math.nan, "seconds": math.nan}
+        seconds = max(end[0] - self._start[0], 1e-9)
         other = (end[1] - self._start[1]) - (end[3] - self._start[3])
-        return {"other": max(0.0, other / wall), "steal": (end[2] - self._start[2]) / wall}
+        return {"other": max(0.0, other / (seconds * self.ncpu)),
+                "steal": (end[2] - self._start[2]) / (seconds * self.ncpu), "seconds": seconds}
 
 
 def wait_until_quiet(max_wait: float, threshold: float = 0.05, window: float = 0.5) -> float:
