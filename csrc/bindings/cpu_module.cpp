@@ -10,20 +10,16 @@
 
 #include "../cpu/dispatch.h"
 #include "../rules/norm.h"
+#include "module_common.h"
 #include "numpy_desc.h"
 
 namespace py = pybind11;
 using namespace fusedupdates;
 using fusedupdates::bindings::describe_list;
 using fusedupdates::bindings::describe_numpy;
+using fusedupdates::bindings::hyper_from;
 
 namespace {
-
-HyperParams hyper_from(const std::vector<double>& h) {
-  if (h.size() != 6)
-    throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
-  return HyperParams{h[0], h[1], h[2], h[3], h[4], h[5], 1.0};
-}
 
 // One fused step over every parameter. states: one list per rule state, in the rule's order;
 // velocity: None, or a list with None for parameters outside the momentum modifier.
@@ -183,15 +179,7 @@ void stream(const py::list& rw, const py::list& ro) {
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusedupdates OpenMP backend (internal: use the fusedupdates package)";
-  py::register_exception_translator([](std::exception_ptr e) {
-    try {
-      if (e) std::rethrow_exception(e);
-    } catch (const ArgTypeError& err) {
-      PyErr_SetString(PyExc_TypeError, err.what());
-    } catch (const ArgValueError& err) {
-      PyErr_SetString(PyExc_ValueError, err.what());
-    }
-  });
+  bindings::register_error_translator();
   m.def("step", &step, py::arg("rule"), py::arg("nesterov"), py::arg("params"), py::arg("grads"),
         py::arg("states"), py::arg("state_names"), py::arg("velocity"), py::arg("hyper"),
         py::arg("max_norm"), py::arg("clip_epsilon"));

@@ -14,18 +14,14 @@
 #include "../cuda/cuda_desc.h"
 #include "../cuda/launch.h"
 #include "../cuda/tables.h"
+#include "module_common.h"
 
 namespace py = pybind11;
 using namespace fusedupdates;
+using fusedupdates::bindings::hyper_from;
 using namespace fusedupdates::cuda;
 
 namespace {
-
-HyperParams hyper_from(const std::vector<double>& h) {
-  if (h.size() != 6)
-    throw ArgValueError("hyper must hold (lr, beta1, beta2, epsilon, momentum, step)");
-  return HyperParams{h[0], h[1], h[2], h[3], h[4], h[5], 1.0};
-}
 
 Stream as_stream(std::uintptr_t ptr) { return reinterpret_cast<Stream>(ptr); }
 
@@ -290,15 +286,7 @@ void copy_probe(std::uintptr_t stream_ptr, const py::object& dst, const py::obje
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fusedupdates CUDA backend (internal: use the fusedupdates package with CuPy arrays)";
-  py::register_exception_translator([](std::exception_ptr e) {
-    try {
-      if (e) std::rethrow_exception(e);
-    } catch (const ArgTypeError& err) {
-      PyErr_SetString(PyExc_TypeError, err.what());
-    } catch (const ArgValueError& err) {
-      PyErr_SetString(PyExc_ValueError, err.what());
-    }
-  });
+  bindings::register_error_translator();
   m.attr("NORM_BUFFER_DOUBLES") = kNormBufferDoubles;
   m.attr("CONTROL_BYTES") = static_cast<int>(sizeof(Control));
   m.attr("CONTROL_STEP_INDEX") = static_cast<int>(offsetof(HyperParams, step) / sizeof(double));

@@ -12,25 +12,34 @@ FU_HD double adam_step_size(const HyperParams& h) {
          (1.0 - FU_MATH::pow(h.beta1, h.step));
 }
 
-// m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  p <- p - a_t m / (sqrt(v) + eps)
+// The moment updates adam and amsgrad share:
+// m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
+template <typename T>
+struct AdamMoments {
+  T b1, one_minus_b1, b2, one_minus_b2;
+  FU_HD explicit AdamMoments(const HyperParams& h)
+      : b1(T(h.beta1)),
+        one_minus_b1(T(1.0 - h.beta1)),
+        b2(T(h.beta2)),
+        one_minus_b2(T(1.0 - h.beta2)) {}
+  FU_HD void update(T g, T& m, T& v) const {
+    m = b1 * m + one_minus_b1 * g;
+    v = b2 * v + one_minus_b2 * (g * g);
+  }
+};
+
+// moments as above;  p <- p - a_t m / (sqrt(v) + eps)
 template <typename T>
 struct Adam {
   using value_type = T;
   static constexpr int kNumStates = 2;
-  T b1, one_minus_b1, b2, one_minus_b2, eps, step_size;
+  AdamMoments<T> moments;
+  T eps, step_size;
   FU_HD explicit Adam(const HyperParams& h)
-      : b1(T(h.beta1)),
-        one_minus_b1(T(1.0 - h.beta1)),
-        b2(T(h.beta2)),
-        one_minus_b2(T(1.0 - h.beta2)),
-        eps(T(h.epsilon)),
-        step_size(T(adam_step_size(h))) {}
+      : moments(h), eps(T(h.epsilon)), step_size(T(adam_step_size(h))) {}
   FU_HD T operator()(T g, StateVec<T, 2>& s) const {
-    const T m = b1 * s[0] + one_minus_b1 * g;
-    const T v = b2 * s[1] + one_minus_b2 * (g * g);
-    s[0] = m;
-    s[1] = v;
-    return -(step_size * m / (FU_MATH::sqrt(v) + eps));
+    moments.update(g, s[0], s[1]);
+    return -(step_size * s[0] / (FU_MATH::sqrt(s[1]) + eps));
   }
 };
 
@@ -62,22 +71,15 @@ template <typename T>
 struct Amsgrad {
   using value_type = T;
   static constexpr int kNumStates = 3;
-  T b1, one_minus_b1, b2, one_minus_b2, eps, step_size;
+  AdamMoments<T> moments;
+  T eps, step_size;
   FU_HD explicit Amsgrad(const HyperParams& h)
-      : b1(T(h.beta1)),
-        one_minus_b1(T(1.0 - h.beta1)),
-        b2(T(h.beta2)),
-        one_minus_b2(T(1.0 - h.beta2)),
-        eps(T(h.epsilon)),
-        step_size(T(adam_step_size(h))) {}
+      : moments(h), eps(T(h.epsilon)), step_size(T(adam_step_size(h))) {}
   FU_HD T operator()(T g, StateVec<T, 3>& s) const {
-    const T m = b1 * s[0] + one_minus_b1 * g;
-    const T v = b2 * s[1] + one_minus_b2 * (g * g);
-    const T v_hat = s[2] > v ? s[2] : v;
-    s[0] = m;
-    s[1] = v;
+    moments.update(g, s[0], s[1]);
+    const T v_hat = s[2] > s[1] ? s[2] : s[1];
     s[2] = v_hat;
-    return -(step_size * m / (FU_MATH::sqrt(v_hat) + eps));
+    return -(step_size * s[0] / (FU_MATH::sqrt(v_hat) + eps));
   }
 };
 
