@@ -42,34 +42,60 @@ ALL_PEERS = ("fu", "reference", "numpy", "torch", "deepspeed", "cupy")
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--rules", default=",".join(RULES),
-                    help=f"comma list of {', '.join(RULES)} (default: all)")
-    ap.add_argument("--sizes", default=None,
-                    help="comma list: 4K, 64K, 1M, 16M (one tensor), plain counts, 'model' "
-                         "(~10M-element transformer on the CPU, ~138M on a GPU), model-tiny, "
-                         "model-10M, model-130M (default: 4K,64K,1M,16M,model)")
+    ap.add_argument(
+        "--rules", default=",".join(RULES), help=f"comma list of {', '.join(RULES)} (default: all)"
+    )
+    ap.add_argument(
+        "--sizes",
+        default=None,
+        help="comma list: 4K, 64K, 1M, 16M (one tensor), plain counts, 'model' "
+        "(~10M-element transformer on the CPU, ~138M on a GPU), model-tiny, "
+        "model-10M, model-130M (default: 4K,64K,1M,16M,model)",
+    )
     ap.add_argument("--dtypes", default="float32,float16")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7, quick 1)")
-    ap.add_argument("--min-time", type=float, default=None,
-                    help="seconds per timed measurement; small steps repeat to reach it "
-                         "(default 0.02, quick 0.002)")
+    ap.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds per timed measurement; small steps repeat to reach it "
+        "(default 0.02, quick 0.002)",
+    )
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--peers", default=None,
-                    help=f"comma list of {', '.join(ALL_PEERS)} (default: all installed; "
-                         "--quick leaves out deepspeed unless named here)")
-    ap.add_argument("--ceiling", default="auto",
-                    help="CPU streaming ceilings: auto (fu + native, else numpy), all, none, or "
-                         f"a comma list of {', '.join(ceilings.PROVIDERS)}")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="threads for every library (default: fusedupdates' own count)")
+    ap.add_argument(
+        "--peers",
+        default=None,
+        help=f"comma list of {', '.join(ALL_PEERS)} (default: all installed; "
+        "--quick leaves out deepspeed unless named here)",
+    )
+    ap.add_argument(
+        "--ceiling",
+        default="auto",
+        help="CPU streaming ceilings: auto (fu + native, else numpy), all, none, or "
+        f"a comma list of {', '.join(ceilings.PROVIDERS)}",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for every library (default: fusedupdates' own count)",
+    )
     ap.add_argument("--out", default=str(RESULTS), help="output folder (default bench/results)")
     ap.add_argument("--machine", default=None, help="tag in the file names (default: detected)")
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes, 1 round: proves the harness works (used by the tests)")
-    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                    help="before each config wait up to SECONDS until other processes use < 5%% "
-                         "of the CPU (for shared machines; default 0: do not wait)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 1 round: proves the harness works (used by the tests)",
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each config wait up to SECONDS until other processes use < 5%% "
+        "of the CPU (for shared machines; default 0: do not wait)",
+    )
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
@@ -123,8 +149,10 @@ def main(argv=None) -> Path:
     plan = build_plan(args)
     t_start = time.perf_counter()
     model = cpu_model()
-    header = {"command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
-              "CPU": f"{model}, {os.cpu_count()} logical cores, {platform.system()}"}
+    header = {
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "CPU": f"{model}, {os.cpu_count()} logical cores, {platform.system()}",
+    }
 
     if args.device == "cuda":
         from .peers_gpu import gpu_available, gpu_ceiling, gpu_impls, gpu_name_tag, load_gpu_env
@@ -145,8 +173,10 @@ def main(argv=None) -> Path:
         timer = CpuTimer()
         tag = args.machine or machine_tag(model, os.cpu_count() or 1)
         chosen = ceilings.select(args.ceiling)
-        header["threads"] = (f"{env.threads} for every library (fusedupdates.set_num_threads, "
-                             f"torch.set_num_threads, NumPy chunk pool, ceiling kernels)")
+        header["threads"] = (
+            f"{env.threads} for every library (fusedupdates.set_num_threads, "
+            f"torch.set_num_threads, NumPy chunk pool, ceiling kernels)"
+        )
         header["ceilings"] = ", ".join(p.label for p in chosen) or "none"
 
         def make(rule, dtype, wl, data):
@@ -156,10 +186,12 @@ def main(argv=None) -> Path:
             return impls, skips
 
     header["versions"] = ", ".join(f"{k} {v}" for k, v in env.versions.items())
-    header["timing"] = (f"{timer.name}; {plan.warmup} warm-up steps, reps calibrated to ≥ "
-                        f"{plan.min_time * 1e3:g} ms per measurement, {plan.rounds} interleaved "
-                        f"rounds (start rotates), median [min – max]; steps slower than "
-                        f"{plan.slow_step:g} s get at most {plan.slow_rounds} rounds; gc off")
+    header["timing"] = (
+        f"{timer.name}; {plan.warmup} warm-up steps, reps calibrated to ≥ "
+        f"{plan.min_time * 1e3:g} ms per measurement, {plan.rounds} interleaved "
+        f"rounds (start rotates), median [min – max]; steps slower than "
+        f"{plan.slow_step:g} s get at most {plan.slow_rounds} rounds; gc off"
+    )
     for i, note in enumerate(env.notes):
         header[f"note {i + 1}"] = note
     if "reference" in peers and getattr(env, "ref_origin", ""):
@@ -189,20 +221,24 @@ def main(argv=None) -> Path:
     date = time.strftime("%Y-%m-%d")
     header["total benchmark time"] = f"{time.perf_counter() - t_start:.0f} s"
     secs = sum(r.load["seconds"] for r in results) or math.nan
-    load = {k: sum(r.load[k] * r.load["seconds"] for r in results) / secs
-            for k in ("other", "steal")}
-    header["machine load"] = (f"other processes used {load['other']:.1%} of the machine's CPU "
-                              f"while timing, hypervisor steal {load['steal']:.1%} (configs "
-                              f"above {OTHER_LOAD_WARN:.0%} are flagged)"
-                              + (f"; waited {waited:.0f} s for quiet" if args.wait_quiet else ""))
+    load = {
+        k: sum(r.load[k] * r.load["seconds"] for r in results) / secs for k in ("other", "steal")
+    }
+    header["machine load"] = (
+        f"other processes used {load['other']:.1%} of the machine's CPU "
+        f"while timing, hypervisor steal {load['steal']:.1%} (configs "
+        f"above {OTHER_LOAD_WARN:.0%} are flagged)"
+        + (f"; waited {waited:.0f} s for quiet" if args.wait_quiet else "")
+    )
     meta = {"machine": tag, "date": date, "device": args.device, "header": header}
     targets = evaluate_targets(results, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{tag}-{date}"
     md_path = stem.with_suffix(".md")
-    if not args.no_plot and plot(results, stem.with_suffix(".png"),
-                                 f"time per element per step, {tag}, {date}"):
+    if not args.no_plot and plot(
+        results, stem.with_suffix(".png"), f"time per element per step, {tag}, {date}"
+    ):
         header["plot"] = stem.with_suffix(".png").name
     md_path.write_text(markdown(results, meta, targets))
     stem.with_suffix(".json").write_text(to_json(results, meta, targets))

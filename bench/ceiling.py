@@ -86,8 +86,15 @@ class FuStream(CeilingProvider):
             rw_t, ro_t = [np.dtype(np.float32)] * len(rw_t), [np.dtype(np.float32)] * len(ro_t)
             note = "float32 stand-in streams (stream() takes one dtype)"
         rw, ro = _alloc(rw_t, numel), _alloc(ro_t, numel)
-        return Impl(self.label, "ceiling", lambda: fn(rw, ro), _bytes(rw, ro), note=note,
-                    is_ceiling=True, keepalive=(rw, ro))
+        return Impl(
+            self.label,
+            "ceiling",
+            lambda: fn(rw, ro),
+            _bytes(rw, ro),
+            note=note,
+            is_ceiling=True,
+            keepalive=(rw, ro),
+        )
 
 
 class NativeStream(CeilingProvider):
@@ -116,14 +123,26 @@ class NativeStream(CeilingProvider):
                 cache.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / so.name
-                    subprocess.run([cc, *flags, "-o", str(out), str(STREAM_C)], check=True,
-                                   capture_output=True, timeout=120)
+                    subprocess.run(
+                        [cc, *flags, "-o", str(out), str(STREAM_C)],
+                        check=True,
+                        capture_output=True,
+                        timeout=120,
+                    )
                     shutil.move(str(out), so)
             lib = ctypes.CDLL(str(so))
             f = lib.fub_stream
             f.restype = None
-            f.argtypes = [ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                          ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+            f.argtypes = [
+                ctypes.c_int64,
+                ctypes.c_int,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_int,
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_int,
+            ]
             cls._lib = lib
         except Exception as e:  # noqa: BLE001 - no compiler, no OpenMP, ...
             cls.error = f"{type(e).__name__}: {e}"[:200]
@@ -142,13 +161,28 @@ class NativeStream(CeilingProvider):
             return (ctypes.c_void_p * max(1, len(arrs)))(*[a.ctypes.data for a in arrs])
 
         def types(arrs):
-            return (ctypes.c_int * max(1, len(arrs)))(*[0 if a.dtype == np.float32 else 1
-                                                        for a in arrs])
+            return (ctypes.c_int * max(1, len(arrs)))(
+                *[0 if a.dtype == np.float32 else 1 for a in arrs]
+            )
 
-        args = (ctypes.c_int64(numel), len(rw), ptrs(rw), types(rw), len(ro), ptrs(ro),
-                types(ro), int(threads))
-        return Impl(self.label, "ceiling", lambda: f(*args), _bytes(rw, ro), is_ceiling=True,
-                    keepalive=(rw, ro, args))
+        args = (
+            ctypes.c_int64(numel),
+            len(rw),
+            ptrs(rw),
+            types(rw),
+            len(ro),
+            ptrs(ro),
+            types(ro),
+            int(threads),
+        )
+        return Impl(
+            self.label,
+            "ceiling",
+            lambda: f(*args),
+            _bytes(rw, ro),
+            is_ceiling=True,
+            keepalive=(rw, ro, args),
+        )
 
 
 class NumpyStream(CeilingProvider):
@@ -174,9 +208,15 @@ class NumpyStream(CeilingProvider):
             for y in rw:
                 np.add(y[lo:hi], t, out=y[lo:hi])
 
-        return Impl(self.label, "ceiling", lambda: runner.run(numel, body), _bytes(rw, ro),
-                    note="under-estimates: NumPy passes", is_ceiling=True,
-                    keepalive=(rw, ro, acc, tmp))
+        return Impl(
+            self.label,
+            "ceiling",
+            lambda: runner.run(numel, body),
+            _bytes(rw, ro),
+            note="under-estimates: NumPy passes",
+            is_ceiling=True,
+            keepalive=(rw, ro, acc, tmp),
+        )
 
 
 PROVIDERS: dict[str, CeilingProvider] = {}

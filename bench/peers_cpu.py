@@ -62,8 +62,11 @@ def load_cpu_env(peers: set[str], threads: int | None) -> CpuEnv:
         try:
             import fusedupdates as fu
         except Exception as e:  # noqa: BLE001
-            print(f"[bench] fusedupdates not importable ({type(e).__name__}: {e}); "
-                  "its rows are skipped", file=sys.stderr)
+            print(
+                f"[bench] fusedupdates not importable ({type(e).__name__}: {e}); "
+                "its rows are skipped",
+                file=sys.stderr,
+            )
             fu = None
     if threads is None:
         threads = fu.get_num_threads() if fu is not None else _default_threads()
@@ -100,11 +103,11 @@ def load_cpu_env(peers: set[str], threads: int | None) -> CpuEnv:
             DeepSpeedCPUAdam([p])
             env.ds_adam = DeepSpeedCPUAdam
             env.versions["deepspeed"] = deepspeed.__version__
-            env.notes.append(f"DeepSpeed import + cpu_adam op load/build: "
-                             f"{time.perf_counter() - t0:.1f} s")
+            env.notes.append(
+                f"DeepSpeed import + cpu_adam op load/build: {time.perf_counter() - t0:.1f} s"
+            )
         except Exception as e:  # noqa: BLE001 - not installed, no compiler, ...
-            print(f"[bench] DeepSpeedCPUAdam unavailable: {type(e).__name__}: {e}",
-                  file=sys.stderr)
+            print(f"[bench] DeepSpeedCPUAdam unavailable: {type(e).__name__}: {e}", file=sys.stderr)
     env.versions["numpy"] = np.__version__
     return env
 
@@ -147,8 +150,9 @@ def _functional_impl(name, family, mod, rule, dtype, ps, gs) -> Impl:
         t[0] += 1
         functional_call(mod, rule, p1, g1, states, t[0])
 
-    return Impl(name, family, step, bytes_per_elem(rule, dtype), keepalive=(ps, gs, states),
-                probe=ps[0])
+    return Impl(
+        name, family, step, bytes_per_elem(rule, dtype), keepalive=(ps, gs, states), probe=ps[0]
+    )
 
 
 def _updater_impl(fu, rule, dtype, ps, gs) -> Impl:
@@ -156,8 +160,14 @@ def _updater_impl(fu, rule, dtype, ps, gs) -> Impl:
     if rule.momentum:
         upd = fu.apply_momentum(upd, momentum=rule.mu)
     step = upd.step
-    return Impl("fu.updater step()", "fu", lambda: step(gs), bytes_per_elem(rule, dtype),
-                keepalive=(ps, gs, upd), probe=ps[0])
+    return Impl(
+        "fu.updater step()",
+        "fu",
+        lambda: step(gs),
+        bytes_per_elem(rule, dtype),
+        keepalive=(ps, gs, upd),
+        probe=ps[0],
+    )
 
 
 # ------------------------------------------------------------------------------------- torch
@@ -167,18 +177,30 @@ def torch_optimizer(torch, rule: RuleSpec):
     """(class, kwargs) of the torch.optim equivalent of ``rule`` (same memory traffic)."""
     hp = rule.hyper
     if rule.base in ("adam", "amsgrad"):
-        return torch.optim.Adam, dict(lr=hp["learning_rate"], betas=(hp["beta1"], hp["beta2"]),
-                                      eps=hp["epsilon"], amsgrad=rule.base == "amsgrad")
+        return torch.optim.Adam, dict(
+            lr=hp["learning_rate"],
+            betas=(hp["beta1"], hp["beta2"]),
+            eps=hp["epsilon"],
+            amsgrad=rule.base == "amsgrad",
+        )
     if rule.base == "rmsprop" and rule.momentum:
-        return torch.optim.RMSprop, dict(lr=hp["learning_rate"], alpha=hp["rho"],
-                                         eps=hp["epsilon"], momentum=rule.mu)
+        return torch.optim.RMSprop, dict(
+            lr=hp["learning_rate"], alpha=hp["rho"], eps=hp["epsilon"], momentum=rule.mu
+        )
     if rule.base == "sgd" and not rule.momentum:
         return torch.optim.SGD, dict(lr=hp["learning_rate"])
     return None, None
 
 
-def torch_impls(torch, rule, dtype, wl: Workload, data: DataCache, device: str = "cpu",
-                modes=("for-loop", "foreach", "fused")):
+def torch_impls(
+    torch,
+    rule,
+    dtype,
+    wl: Workload,
+    data: DataCache,
+    device: str = "cpu",
+    modes=("for-loop", "foreach", "fused"),
+):
     """One Impl per supported torch.optim mode; (impls, skip notes)."""
     cls, kw = torch_optimizer(torch, rule)
     impls, skips = [], []
@@ -196,15 +218,27 @@ def torch_impls(torch, rule, dtype, wl: Workload, data: DataCache, device: str =
         ps = [torch.nn.Parameter(torch.from_numpy(p).to(device)) for p in ps_np]
         for p, g in zip(ps, gs_np):
             p.grad = torch.from_numpy(g).to(device)
-        flag = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True),
-                "fused": dict(fused=True)}[mode]
+        flag = {
+            "for-loop": dict(foreach=False),
+            "foreach": dict(foreach=True),
+            "fused": dict(fused=True),
+        }[mode]
         try:
             opt = cls(ps, **kw, **flag)
         except Exception as e:  # noqa: BLE001 - e.g. fused not supported for this dtype
             skips.append(f"torch {mode}: {type(e).__name__}: {e}"[:160])
             continue
-        impls.append(Impl(f"torch {mode}", "torch", opt.step, nbytes, note=note,
-                          keepalive=(ps, opt), probe=ps[0]))
+        impls.append(
+            Impl(
+                f"torch {mode}",
+                "torch",
+                opt.step,
+                nbytes,
+                note=note,
+                keepalive=(ps, opt),
+                probe=ps[0],
+            )
+        )
     return impls, skips
 
 
@@ -217,11 +251,24 @@ def deepspeed_impl(env: CpuEnv, rule, dtype, wl, data):
     for p, g in zip(ps, gs_np):
         p.grad = torch.from_numpy(g)
     hp = rule.hyper
-    opt = env.ds_adam(ps, lr=hp["learning_rate"], betas=(hp["beta1"], hp["beta2"]),
-                      eps=hp["epsilon"], weight_decay=0.0, bias_correction=True, adamw_mode=False)
+    opt = env.ds_adam(
+        ps,
+        lr=hp["learning_rate"],
+        betas=(hp["beta1"], hp["beta2"]),
+        eps=hp["epsilon"],
+        weight_decay=0.0,
+        bias_correction=True,
+        adamw_mode=False,
+    )
     # float32 state for float16 params (fp32_optimizer_states): the same bytes as fusedupdates
-    return Impl("DeepSpeedCPUAdam", "deepspeed", opt.step, bytes_per_elem(rule, dtype),
-                keepalive=(ps, opt), probe=ps[0]), ""
+    return Impl(
+        "DeepSpeedCPUAdam",
+        "deepspeed",
+        opt.step,
+        bytes_per_elem(rule, dtype),
+        keepalive=(ps, opt),
+        probe=ps[0],
+    ), ""
 
 
 # --------------------------------------------------------------------------------- assemble
@@ -232,11 +279,17 @@ def cpu_impls(env: CpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache)
     impls, skips = [], []
     if env.fu is not None:
         impls.append(_updater_impl(env.fu, rule, dtype, *data.copies(wl, dtype)))
-        impls.append(_functional_impl("fu.functional", "fu", env.fu.functional, rule, dtype,
-                                      *data.copies(wl, dtype)))
+        impls.append(
+            _functional_impl(
+                "fu.functional", "fu", env.fu.functional, rule, dtype, *data.copies(wl, dtype)
+            )
+        )
     if env.ref is not None:
-        impls.append(_functional_impl("fu.reference (NumPy)", "reference", env.ref, rule,
-                                      dtype, *data.copies(wl, dtype)))
+        impls.append(
+            _functional_impl(
+                "fu.reference (NumPy)", "reference", env.ref, rule, dtype, *data.copies(wl, dtype)
+            )
+        )
     if env.numpy_inplace:
         impls.append(make_numpy_inplace(rule, dtype, *data.copies(wl, dtype), env.threads))
     if env.torch is not None and env.use_torch:

@@ -107,27 +107,34 @@ def naive_step(cp, rule: RuleSpec, p, g, states, t: int) -> None:
 # ------------------------------------------------------------------ fused ElementwiseKernel
 
 _EWK = {
-    "adam": ("T g, float32 a_t, float32 b1, float32 b2, float32 eps", "T p, float32 m, float32 v",
-             """float gf = (float)g;
+    "adam": (
+        "T g, float32 a_t, float32 b1, float32 b2, float32 eps",
+        "T p, float32 m, float32 v",
+        """float gf = (float)g;
                 float mm = b1 * m + (1.0f - b1) * gf;
                 float vv = b2 * v + (1.0f - b2) * gf * gf;
                 m = mm; v = vv;
-                p = (T)((float)p - a_t * mm / (sqrtf(vv) + eps));"""),
-    "amsgrad": ("T g, float32 a_t, float32 b1, float32 b2, float32 eps",
-                "T p, float32 m, float32 v, float32 vh",
-                """float gf = (float)g;
+                p = (T)((float)p - a_t * mm / (sqrtf(vv) + eps));""",
+    ),
+    "amsgrad": (
+        "T g, float32 a_t, float32 b1, float32 b2, float32 eps",
+        "T p, float32 m, float32 v, float32 vh",
+        """float gf = (float)g;
                    float mm = b1 * m + (1.0f - b1) * gf;
                    float vv = b2 * v + (1.0f - b2) * gf * gf;
                    float hh = fmaxf(vh, vv);
                    m = mm; v = vv; vh = hh;
-                   p = (T)((float)p - a_t * mm / (sqrtf(hh) + eps));"""),
-    "rmsprop_momentum": ("T g, float32 lr, float32 rho, float32 eps, float32 mu",
-                         "T p, float32 a, float32 vel",
-                         """float gf = (float)g;
+                   p = (T)((float)p - a_t * mm / (sqrtf(hh) + eps));""",
+    ),
+    "rmsprop_momentum": (
+        "T g, float32 lr, float32 rho, float32 eps, float32 mu",
+        "T p, float32 a, float32 vel",
+        """float gf = (float)g;
                             float aa = rho * a + (1.0f - rho) * gf * gf;
                             float vv = mu * vel - lr * gf / sqrtf(aa + eps);
                             a = aa; vel = vv;
-                            p = (T)((float)p + vv);"""),
+                            p = (T)((float)p + vv);""",
+    ),
     "sgd": ("T g, float32 lr", "T p", "p = (T)((float)p - lr * (float)g);"),
 }
 
@@ -174,8 +181,16 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
         upd = getattr(env.fu, rule.base)(ps, **rule.hyper)
         if rule.momentum:
             upd = env.fu.apply_momentum(upd, momentum=rule.mu)
-        impls.append(Impl("fu.updater step()", "fu", lambda u=upd, g=gs: u.step(g), nbytes,
-                          keepalive=(ps, gs, upd), probe=ps[0]))
+        impls.append(
+            Impl(
+                "fu.updater step()",
+                "fu",
+                lambda u=upd, g=gs: u.step(g),
+                nbytes,
+                keepalive=(ps, gs, upd),
+                probe=ps[0],
+            )
+        )
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
         args = (_one(ps), _one(gs), [_one(s) for s in states])
         tf = [0]
@@ -194,8 +209,16 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
             for i, (p, g) in enumerate(zip(ps, gs)):
                 naive_step(env.cp, rule, p, g, [s[i] for s in states], tn[0])
 
-        impls.append(Impl("cupy naive expressions", "cupy", nstep, nbytes,
-                          keepalive=(ps, gs, states), probe=ps[0]))
+        impls.append(
+            Impl(
+                "cupy naive expressions",
+                "cupy",
+                nstep,
+                nbytes,
+                keepalive=(ps, gs, states),
+                probe=ps[0],
+            )
+        )
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
         kern = _ewk(env, rule)
         te = [0]
@@ -206,11 +229,20 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
             for i, (p, g) in enumerate(zip(ps, gs)):
                 kern(g, *sc, p, *[s[i] for s in states])
 
-        impls.append(Impl("cupy ElementwiseKernel per tensor", "cupy", estep, nbytes,
-                          keepalive=(ps, gs, states), probe=ps[0]))
+        impls.append(
+            Impl(
+                "cupy ElementwiseKernel per tensor",
+                "cupy",
+                estep,
+                nbytes,
+                keepalive=(ps, gs, states),
+                probe=ps[0],
+            )
+        )
     if env.torch is not None:
-        got, why = torch_impls(env.torch, rule, dtype, wl, data, device="cuda",
-                               modes=("foreach", "fused"))
+        got, why = torch_impls(
+            env.torch, rule, dtype, wl, data, device="cuda", modes=("foreach", "fused")
+        )
         impls += got
         skips += why
     return impls, skips
@@ -229,7 +261,14 @@ def gpu_ceiling(env: GpuEnv, rule: RuleSpec, dtype, numel: int) -> Impl:
         env.kernels[key] = cp.ElementwiseKernel("T g", outs, body, f"fub_stream_{rule.name}")
     kern = env.kernels[key]
     g = cp.ones(numel, dtype)
-    rw = [cp.ones(numel, dtype)] + [cp.ones(numel, state_dtype(dtype))
-                                    for _ in range(rule.n_states)]
-    return Impl("ceiling: cupy stream kernel", "ceiling", lambda: kern(g, *rw),
-                bytes_per_elem(rule, dtype), is_ceiling=True, keepalive=(g, rw))
+    rw = [cp.ones(numel, dtype)] + [
+        cp.ones(numel, state_dtype(dtype)) for _ in range(rule.n_states)
+    ]
+    return Impl(
+        "ceiling: cupy stream kernel",
+        "ceiling",
+        lambda: kern(g, *rw),
+        bytes_per_elem(rule, dtype),
+        is_ceiling=True,
+        keepalive=(g, rw),
+    )

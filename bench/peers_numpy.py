@@ -154,8 +154,10 @@ def make_numpy_inplace(rule: RuleSpec, dtype, params, grads, threads: int) -> Im
         raise NotImplementedError(rule.name)
     runner = shared_runner(threads)
     scratch = _Scratch(runner.threads, max(p.size for p in params))
-    flat = [[a.reshape(-1) for a in (p, g, *(s[i] for s in states))]
-            for i, (p, g) in enumerate(zip(params, grads))]
+    flat = [
+        [a.reshape(-1) for a in (p, g, *(s[i] for s in states))]
+        for i, (p, g) in enumerate(zip(params, grads))
+    ]
     t = [0]
 
     def step() -> None:
@@ -165,9 +167,16 @@ def make_numpy_inplace(rule: RuleSpec, dtype, params, grads, threads: int) -> Im
             b1, b2 = hp["beta1"], hp["beta2"]
             a_t = hp["learning_rate"] * math.sqrt(1 - b2 ** t[0]) / (1 - b1 ** t[0])
         for arrs in flat:
-            runner.run(arrs[0].size,
-                       lambda w, lo, hi, arrs=arrs: body(arrs, scratch, w, lo, hi, a_t))
+            runner.run(
+                arrs[0].size, lambda w, lo, hi, arrs=arrs: body(arrs, scratch, w, lo, hi, a_t)
+            )
 
-    return Impl("numpy in-place (chunked, out=)", "numpy", step, bytes_per_elem(rule, dtype),
-                note=f"{runner.threads} threads, {CHUNK}-element chunks",
-                keepalive=(params, grads, states), probe=params[0])
+    return Impl(
+        "numpy in-place (chunked, out=)",
+        "numpy",
+        step,
+        bytes_per_elem(rule, dtype),
+        note=f"{runner.threads} threads, {CHUNK}-element chunks",
+        keepalive=(params, grads, states),
+        probe=params[0],
+    )

@@ -102,9 +102,9 @@ def evaluate_targets(results: list[ConfigResult], device: str) -> list[dict]:
     by_key = {(r.rule, r.dtype, r.workload.name): r for r in results}
     out = []
     for rule, dtype, wl, peer, need in CPU_TARGETS:
-        what = (f"{rule} {dtype} {wl}: fu.updater "
-                + (f"≥ {need:.0%} of the streaming ceiling" if peer == "ceiling"
-                   else f"≥ {need:g}× {peer}"))
+        what = f"{rule} {dtype} {wl}: fu.updater " + (
+            f"≥ {need:.0%} of the streaming ceiling" if peer == "ceiling" else f"≥ {need:g}× {peer}"
+        )
         res = by_key.get((rule, dtype, wl))
         fu = res.row(FU_ROW) if res else None
         ratio = bound = math.nan
@@ -114,12 +114,21 @@ def evaluate_targets(results: list[ConfigResult], device: str) -> list[dict]:
             elif (m := res.row(peer)) is not None:
                 ratio = paired_ratio(m, fu)
                 bound = res.attainable_speedup(m, fu.bytes_per_elem)
-        status = "not measured" if not math.isfinite(ratio) else (
-            "met" if ratio >= need else "NOT met")
-        shown = ("–" if not math.isfinite(ratio) else
-                 _f(ratio, ".0%") if peer == "ceiling" else _f(ratio, ".2f") + "×")
-        out.append(dict(target=what, measured=shown, ratio=ratio, required=need, status=status,
-                        bound=bound))
+        status = (
+            "not measured" if not math.isfinite(ratio) else ("met" if ratio >= need else "NOT met")
+        )
+        shown = (
+            "–"
+            if not math.isfinite(ratio)
+            else _f(ratio, ".0%")
+            if peer == "ceiling"
+            else _f(ratio, ".2f") + "×"
+        )
+        out.append(
+            dict(
+                target=what, measured=shown, ratio=ratio, required=need, status=status, bound=bound
+            )
+        )
     return out
 
 
@@ -127,16 +136,21 @@ def evaluate_targets(results: list[ConfigResult], device: str) -> list[dict]:
 
 
 def bytes_table() -> list[str]:
-    lines = ["| rule | streams read | streams written | float32 B/elem | float16 B/elem "
-             "(fp32 state) | torch float16 B/elem (fp16 state) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| rule | streams read | streams written | float32 B/elem | float16 B/elem "
+        "(fp32 state) | torch float16 B/elem (fp16 state) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in RULES.values():
         reads = ", ".join(["p", "g", *r.states])
         writes = ", ".join(["p", *r.states])
         f32 = traffic(r, 4, 4)
         f16 = traffic(r, 2, 4)
         torch16 = bytes_per_elem(r, "float16", "float16")
-        lines.append(f"| {r.name} | {reads} | {writes} | {sum(f32)} ({f32[0]}+{f32[1]}) | "
-                     f"{sum(f16)} ({f16[0]}+{f16[1]}) | {torch16} |")
+        lines.append(
+            f"| {r.name} | {reads} | {writes} | {sum(f32)} ({f32[0]}+{f32[1]}) | "
+            f"{sum(f16)} ({f16[0]}+{f16[1]}) | {torch16} |"
+        )
     return lines
 
 
@@ -146,8 +160,9 @@ def config_table(res: ConfigResult) -> list[str]:
     lines = []
     for m in res.rows:
         if not m.times:
-            lines.append(f"| {wl.label} | {m.name} | failed: {m.error or 'no samples'} "
-                         "| | | | | | | |")
+            lines.append(
+                f"| {wl.label} | {m.name} | failed: {m.error or 'no samples'} | | | | | | | |"
+            )
             continue
         bw = gbs(m, wl)
         speed = paired_ratio(m, fu) if fu is not None else math.nan
@@ -157,7 +172,8 @@ def config_table(res: ConfigResult) -> list[str]:
             f"{fmt_time(m.max)} | {_f(m.median / wl.numel * 1e9, '.3g')} | "
             f"{_f(wl.numel / m.median / 1e9, '.3g')} | {m.bytes_per_elem:g} | "
             f"{_f(bw / 1e9, '.1f')} | {_f(res.fraction_of_ceiling(m), '.0%')} | "
-            f"{'—' if m.name == FU_ROW or m.is_ceiling else _f(speed, '.2f') + '×'} |")
+            f"{'—' if m.name == FU_ROW or m.is_ceiling else _f(speed, '.2f') + '×'} |"
+        )
     return lines
 
 
@@ -165,31 +181,51 @@ def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> st
     out = [f"# fusedupdates benchmark: {meta['machine']}, {meta['date']}", ""]
     for k, v in meta["header"].items():
         out.append(f"- **{k}**: {v}")
-    out += ["", "## Bytes per element", "",
-            "The minimum memory traffic of one update (every written array is also read, so "
-            "there is no extra write-allocate traffic). Effective GB/s = B/elem × elements / "
-            "time, with the bytes the row's implementation moves. The ceiling is the best "
-            "streaming kernel with the rule's read/write pattern, timed in the same rounds.", "",
-            *bytes_table(), ""]
+    out += [
+        "",
+        "## Bytes per element",
+        "",
+        "The minimum memory traffic of one update (every written array is also read, so "
+        "there is no extra write-allocate traffic). Effective GB/s = B/elem × elements / "
+        "time, with the bytes the row's implementation moves. The ceiling is the best "
+        "streaming kernel with the rule's read/write pattern, timed in the same rounds.",
+        "",
+        *bytes_table(),
+        "",
+    ]
     out += ["## Targets", ""]
     if targets:
-        out += ["Ratios are medians of per-round ratios (see Results). *Bandwidth bound*: the "
-                "peer's time over the time of a kernel moving fusedupdates' bytes at the "
-                "ceiling bandwidth, i.e. the largest speedup any implementation could show.", "",
-                "| target | measured | bandwidth bound | status |", "|---|---|---|---|"]
-        out += [f"| {t['target']} | {t['measured']} | "
-                f"{_f(t['bound'], '.2f') + '×' if math.isfinite(t['bound']) else '—'} | "
-                f"{t['status']} |" for t in targets]
+        out += [
+            "Ratios are medians of per-round ratios (see Results). *Bandwidth bound*: the "
+            "peer's time over the time of a kernel moving fusedupdates' bytes at the "
+            "ceiling bandwidth, i.e. the largest speedup any implementation could show.",
+            "",
+            "| target | measured | bandwidth bound | status |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {t['target']} | {t['measured']} | "
+            f"{_f(t['bound'], '.2f') + '×' if math.isfinite(t['bound']) else '—'} | "
+            f"{t['status']} |"
+            for t in targets
+        ]
     else:
         out.append("No targets are defined for this device.")
-    out += ["", "## Results", "",
-            "time/step: median over rounds [min – max]. Speedup = median over rounds of "
-            "(this row's time / fu.updater's time in the same round): > 1 means fusedupdates is "
-            "faster. % ceiling = median over rounds of this row's GB/s / the best ceiling GB/s "
-            "of the same round. Pairing by round cancels most of the drift of a shared machine.",
-            ""]
-    head = ["| size | implementation | time/step | [min – max] | ns/elem | Gelem/s | B/elem | "
-            "GB/s | % ceiling | fu.updater speedup |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Results",
+        "",
+        "time/step: median over rounds [min – max]. Speedup = median over rounds of "
+        "(this row's time / fu.updater's time in the same round): > 1 means fusedupdates is "
+        "faster. % ceiling = median over rounds of this row's GB/s / the best ceiling GB/s "
+        "of the same round. Pairing by round cancels most of the drift of a shared machine.",
+        "",
+    ]
+    head = [
+        "| size | implementation | time/step | [min – max] | ns/elem | Gelem/s | B/elem | "
+        "GB/s | % ceiling | fu.updater speedup |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for rule in RULES:
         for dtype in DTYPES:
             group = [r for r in results if r.rule == rule and r.dtype == dtype]
@@ -199,8 +235,11 @@ def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> st
             for r in group:
                 out += config_table(r)
             skips = sorted({s for r in group for s in r.skips})
-            noisy = [f"{r.workload.name} ({r.load['other']:.0%})" for r in group
-                     if r.load.get("other", 0) > OTHER_LOAD_WARN]
+            noisy = [
+                f"{r.workload.name} ({r.load['other']:.0%})"
+                for r in group
+                if r.load.get("other", 0) > OTHER_LOAD_WARN
+            ]
             out += [""] + [f"- skipped: {s}" for s in skips]
             if noisy:
                 out.append("- ⚠ other processes were busy while timing: " + ", ".join(noisy))
@@ -212,9 +251,17 @@ def to_json(results: list[ConfigResult], meta: dict, targets: list[dict]) -> str
     rows = []
     for r in results:
         for m in r.rows:
-            rows.append(dict(rule=r.rule, dtype=r.dtype, workload=r.workload.name,
-                             numel=r.workload.numel, n_tensors=r.workload.n_tensors,
-                             load=r.load, **asdict(m)))
+            rows.append(
+                dict(
+                    rule=r.rule,
+                    dtype=r.dtype,
+                    workload=r.workload.name,
+                    numel=r.workload.numel,
+                    n_tensors=r.workload.n_tensors,
+                    load=r.load,
+                    **asdict(m),
+                )
+            )
     return json.dumps(dict(meta=meta, targets=targets, rows=rows), indent=1, default=str)
 
 
@@ -233,8 +280,13 @@ def plot(results: list[ConfigResult], path: Path, title: str) -> bool:
     dtypes = [d for d in DTYPES if any(x.dtype == d for x in results)]
     if not rules or not dtypes:
         return False
-    fig, axes = plt.subplots(len(dtypes), len(rules), figsize=(4.6 * len(rules),
-                             3.9 * len(dtypes)), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(dtypes),
+        len(rules),
+        figsize=(4.6 * len(rules), 3.9 * len(dtypes)),
+        squeeze=False,
+        sharex=True,
+    )
     names = list(dict.fromkeys(m.name for r in results for m in r.rows))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     color = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
@@ -243,17 +295,31 @@ def plot(results: list[ConfigResult], path: Path, title: str) -> bool:
             ax = axes[i][j]
             group = [r for r in results if r.rule == rule and r.dtype == dtype]
             for name in names:
-                pts = [(r.workload.numel, m.median / r.workload.numel * 1e9, r.workload.is_model)
-                       for r in group for m in r.rows if m.name == name and m.times]
+                pts = [
+                    (r.workload.numel, m.median / r.workload.numel * 1e9, r.workload.is_model)
+                    for r in group
+                    for m in r.rows
+                    if m.name == name and m.times
+                ]
                 line = sorted((x, y) for x, y, mod in pts if not mod)
-                style = dict(color=color[name], lw=2.2 if name == FU_ROW else 1.2,
-                             ls="--" if name.startswith("ceiling") else "-")
+                style = dict(
+                    color=color[name],
+                    lw=2.2 if name == FU_ROW else 1.2,
+                    ls="--" if name.startswith("ceiling") else "-",
+                )
                 if line:
                     ax.plot(*zip(*line), marker="o", ms=3, label=name, **style)
                 for x, y, mod in pts:
                     if mod:
-                        ax.plot([x], [y], marker="*", ms=11, color=color[name], ls="none",
-                                label=None if line else name)
+                        ax.plot(
+                            [x],
+                            [y],
+                            marker="*",
+                            ms=11,
+                            color=color[name],
+                            ls="none",
+                            label=None if line else name,
+                        )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_title(f"{rule} · {dtype}", fontsize=10)
@@ -266,11 +332,16 @@ def plot(results: list[ConfigResult], path: Path, title: str) -> bool:
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(5, len(handles)), fontsize=8, frameon=False)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=min(5, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 5), 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
-

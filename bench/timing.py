@@ -131,8 +131,9 @@ def calibrate(timer, fn: Callable[[], object], plan: TimingPlan) -> int:
     return reps
 
 
-def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
-                    tick: Callable[[float], None] = lambda frac: None) -> list[Measurement]:
+def run_interleaved(
+    impls: list[Impl], timer, plan: TimingPlan, tick: Callable[[float], None] = lambda frac: None
+) -> list[Measurement]:
     """Warm up, calibrate and time every implementation in interleaved rounds.
 
     Before each measurement the harness idles ``plan.settle`` seconds and then runs one untimed
@@ -183,7 +184,8 @@ def run_interleaved(impls: list[Impl], timer, plan: TimingPlan,
                 k = (r + j) % n  # rotate the starting implementation
                 m = out[k]
                 wanted = alive[k] and not (
-                    len(m.times) >= plan.slow_rounds and m.median > plan.slow_step)
+                    len(m.times) >= plan.slow_rounds and m.median > plan.slow_step
+                )
                 if wanted:
                     try:
                         if plan.settle > 0 and not slow[k]:
@@ -241,8 +243,11 @@ class LoadMonitor:
             return {"other": math.nan, "steal": math.nan, "seconds": math.nan}
         seconds = max(end[0] - self._start[0], 1e-9)
         other = (end[1] - self._start[1]) - (end[3] - self._start[3])
-        return {"other": max(0.0, other / (seconds * self.ncpu)),
-                "steal": (end[2] - self._start[2]) / (seconds * self.ncpu), "seconds": seconds}
+        return {
+            "other": max(0.0, other / (seconds * self.ncpu)),
+            "steal": (end[2] - self._start[2]) / (seconds * self.ncpu),
+            "seconds": seconds,
+        }
 
 
 def wait_until_quiet(max_wait: float, threshold: float = 0.05, window: float = 0.5) -> float:
@@ -272,8 +277,12 @@ class Progress:
             try:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, unit="cfg", dynamic_ncols=True,
-                                 bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")
+                self._bar = tqdm(
+                    total=total,
+                    unit="cfg",
+                    dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]",
+                )
             except ImportError:
                 self._bar = None
         self._t0 = time.perf_counter()
@@ -301,8 +310,10 @@ class Progress:
         self._last = now
         width = 30
         filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                         f"{self.done:5.1f}/{self.total} {now - self._t0:6.0f}s {self._desc:<40}")
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.done:5.1f}/{self.total} {now - self._t0:6.0f}s {self._desc:<40}"
+        )
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -33,14 +33,29 @@ class RuleSpec:
 
 
 RULES: dict[str, RuleSpec] = {
-    "adam": RuleSpec("adam", "adam", ("m", "v"), False,
-                     {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
-                     needs_step=True),
-    "amsgrad": RuleSpec("amsgrad", "amsgrad", ("m", "v", "v_hat"), False,
-                        {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
-                        needs_step=True),
-    "rmsprop_momentum": RuleSpec("rmsprop_momentum", "rmsprop", ("accu", "velocity"), True,
-                                 {"learning_rate": 1e-3, "rho": 0.9, "epsilon": 1e-6}),
+    "adam": RuleSpec(
+        "adam",
+        "adam",
+        ("m", "v"),
+        False,
+        {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+        needs_step=True,
+    ),
+    "amsgrad": RuleSpec(
+        "amsgrad",
+        "amsgrad",
+        ("m", "v", "v_hat"),
+        False,
+        {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+        needs_step=True,
+    ),
+    "rmsprop_momentum": RuleSpec(
+        "rmsprop_momentum",
+        "rmsprop",
+        ("accu", "velocity"),
+        True,
+        {"learning_rate": 1e-3, "rho": 0.9, "epsilon": 1e-6},
+    ),
     "sgd": RuleSpec("sgd", "sgd", (), False, {"learning_rate": 1e-3}),
 }
 RULE_ALIASES = {"rmsprop+momentum": "rmsprop_momentum", "rmsprop": "rmsprop_momentum"}
@@ -101,12 +116,20 @@ def transformer_shapes(d: int, layers: int, vocab: int, ctx: int) -> list[tuple[
     """Parameter shapes of a GPT-style transformer (12 tensors per block, + 4 outside)."""
     shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
     for _ in range(layers):
-        shapes += [(d,), (d,),  # ln1 weight, bias
-                   (3 * d, d), (3 * d,),  # qkv
-                   (d, d), (d,),  # attention output projection
-                   (d,), (d,),  # ln2
-                   (4 * d, d), (4 * d,),  # mlp fc1
-                   (d, 4 * d), (d,)]  # mlp fc2
+        shapes += [
+            (d,),
+            (d,),  # ln1 weight, bias
+            (3 * d, d),
+            (3 * d,),  # qkv
+            (d, d),
+            (d,),  # attention output projection
+            (d,),
+            (d,),  # ln2
+            (4 * d, d),
+            (4 * d,),  # mlp fc1
+            (d, 4 * d),
+            (d,),
+        ]  # mlp fc2
     shapes += [(d,), (d,)]  # final layer norm
     return shapes
 
@@ -130,8 +153,10 @@ def parse_workload(token: str, device: str = "cpu") -> Workload:
         return Workload(tok, tuple(transformer_shapes(*MODELS[tok])), is_model=True)
     m = re.fullmatch(r"(\d+)([KMG]?)", tok.upper())
     if not m:
-        raise ValueError(f"unknown size {token!r}: use e.g. 4K, 64K, 1M, 16M, 1000, model, "
-                         f"or one of {sorted(MODELS)}")
+        raise ValueError(
+            f"unknown size {token!r}: use e.g. 4K, 64K, 1M, 16M, 1000, model, "
+            f"or one of {sorted(MODELS)}"
+        )
     n = int(m.group(1)) * _SUFFIX[m.group(2)]
     if n < 1:
         raise ValueError(f"size must be positive, got {token!r}")

@@ -25,12 +25,22 @@ def test_bench_quick_writes_report(tmp_path):
     mds = list(tmp_path.glob("cpu-*.md"))
     assert len(mds) == 1, list(tmp_path.iterdir())
     text = mds[0].read_text()
-    for section in ("## Bytes per element", "## Targets", "## Results", "### adam · float32",
-                    "### sgd · float16", "### amsgrad", "### rmsprop_momentum"):
+    for section in (
+        "## Bytes per element",
+        "## Targets",
+        "## Results",
+        "### adam · float32",
+        "### sgd · float16",
+        "### amsgrad",
+        "### rmsprop_momentum",
+    ):
         assert section in text
     results = text.split("## Results", 1)[1]
-    rows = [line for line in results.splitlines()
-            if line.startswith("| ") and not line.startswith("| size |") and "failed" not in line]
+    rows = [
+        line
+        for line in results.splitlines()
+        if line.startswith("| ") and not line.startswith("| size |") and "failed" not in line
+    ]
     assert len(rows) >= 4 * 2 * 3, text[-3000:]  # rules x dtypes x quick sizes, at least
     for name in ("fu.reference (NumPy)", "numpy in-place", "ceiling:"):
         assert any(name in row for row in rows), name

@@ -53,8 +53,18 @@ def _both(params, grads, states=(), names=(), velocity=None, max_norm=None, wrap
         def w(xs, conv=conv):
             return [None if x is None else conv(x) for x in xs]
 
-        args = (4, False, w(params), w(grads), [w(s) for s in states], list(names),
-                None if velocity is None else w(velocity), HYPER, max_norm, 1e-7)
+        args = (
+            4,
+            False,
+            w(params),
+            w(grads),
+            [w(s) for s in states],
+            list(names),
+            None if velocity is None else w(velocity),
+            HYPER,
+            max_norm,
+            1e-7,
+        )
         with pytest.raises((TypeError, ValueError)) as err:
             if backend == "cpu":
                 _cpu.step(*args)
@@ -71,13 +81,33 @@ def _p(*shapes, dtype=np.float32):
 def test_module_loads_without_a_gpu():
     assert _cuda.NORM_BUFFER_DOUBLES == _cuda.NORM_PARTIALS + 2
     assert _cuda.CONTROL_BYTES == 64 and _cuda.CONTROL_STEP_INDEX == 5
-    for name in ("step", "hyper_changed", "sum_squares", "scale", "total_norm_constraint",
-                 "norm_constraint", "stream", "copy", "check_params"):
+    for name in (
+        "step",
+        "hyper_changed",
+        "sum_squares",
+        "scale",
+        "total_norm_constraint",
+        "norm_constraint",
+        "stream",
+        "copy",
+        "check_params",
+    ):
         assert callable(getattr(_cuda, name))
 
 
-@pytest.mark.parametrize("case", ["shape", "dtype", "count", "alias", "state_dtype",
-                                  "state_size", "velocity_alias", "non_contiguous"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "shape",
+        "dtype",
+        "count",
+        "alias",
+        "state_dtype",
+        "state_size",
+        "velocity_alias",
+        "non_contiguous",
+    ],
+)
 def test_step_errors_match_the_cpu(case):
     p = _p((3, 4), (5,))
     g = _p((3, 4), (5,))
@@ -142,8 +172,22 @@ def test_devices_must_match():
     g = [FakeCuda(np.zeros(3, np.float32)), FakeCuda(np.zeros(4, np.float32), device=1)]
     message = r"grads\[1\]: is on device 1 but params\[0\] is on device 0"
     with pytest.raises(ValueError, match=message):
-        _cuda.step(TABLES, None, 0, 0, False, [FakeCuda(x) for x in p], g, [], [], None, HYPER,
-                   None, 1e-7, None)
+        _cuda.step(
+            TABLES,
+            None,
+            0,
+            0,
+            False,
+            [FakeCuda(x) for x in p],
+            g,
+            [],
+            [],
+            None,
+            HYPER,
+            None,
+            1e-7,
+            None,
+        )
     with pytest.raises(ValueError, match=r"params\[1\]: is on device 2 but params\[0\]"):
         _cuda.check_params([FakeCuda(p[0]), FakeCuda(p[1], device=2)])
 

@@ -15,8 +15,10 @@ import pytest
 
 
 def test_import_never_needs_cupy_or_a_gpu():
-    code = ("import sys; sys.modules['cupy'] = None; import fusedupdates as fu; "
-            "print(fu.build_info()['cuda'])")
+    code = (
+        "import sys; sys.modules['cupy'] = None; import fusedupdates as fu; "
+        "print(fu.build_info()['cuda'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("True", "False")
 
@@ -27,8 +29,9 @@ try:
     _NUM_GPUS = cupy.cuda.runtime.getDeviceCount()
 except Exception:  # no CuPy, no driver
     cupy, _NUM_GPUS = None, 0
-needs_gpu = pytest.mark.skipif(_NUM_GPUS == 0 or not fu.build_info()["cuda"],
-                               reason="needs CuPy, a GPU and the CUDA module")
+needs_gpu = pytest.mark.skipif(
+    _NUM_GPUS == 0 or not fu.build_info()["cuda"], reason="needs CuPy, a GPU and the CUDA module"
+)
 
 
 def _message(fn, xp):
@@ -64,8 +67,15 @@ def _bad_calls():
         p = xp.zeros(3, np.float16)
         fu.functional.adagrad(p, xp.zeros(3, np.float16), xp.zeros(3, np.float16))
 
-    return [shape_mismatch, dtype_mismatch, grad_aliases_param, same_param_twice,
-            non_contiguous_param, unsupported_dtype, wrong_state_dtype]
+    return [
+        shape_mismatch,
+        dtype_mismatch,
+        grad_aliases_param,
+        same_param_twice,
+        non_contiguous_param,
+        unsupported_dtype,
+        wrong_state_dtype,
+    ]
 
 
 @needs_gpu

@@ -121,7 +121,8 @@ def test_mixed_dtypes_in_one_updater(rng):
     for _ in range(4):
         grads = [random_grads(rng, [(9,)], p.dtype)[0] for p in init]
         assert float(gpu.step([cupy.asarray(g) for g in grads], max_norm=2.0)) == pytest.approx(
-            cpu.step(grads, max_norm=2.0), rel=1e-12)
+            cpu.step(grads, max_norm=2.0), rel=1e-12
+        )
     for pc, pg in zip(cpu.params, gpu.params):
         assert_parity(pg, pc, pc.dtype, f"mixed {pc.dtype}")
 
@@ -147,8 +148,9 @@ def test_functional_parity(rng, rule):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("shape,axes", [((40, 300), None), ((8, 3, 5, 5), None),
-                                        ((6, 70, 3), (1,)), ((2, 3, 4), (0, 2))])
+@pytest.mark.parametrize(
+    "shape,axes", [((40, 300), None), ((8, 3, 5, 5), None), ((6, 70, 3), (1,)), ((2, 3, 4), (0, 2))]
+)
 def test_norm_constraint_parity(rng, shape, axes, dtype):
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     want = fu.norm_constraint(x, 2.0, norm_axes=axes)
@@ -183,8 +185,9 @@ def test_sum_of_squares_is_deterministic_and_alignment_independent(rng):
     again = cb.sum_squares(aligned)
     moved = cb.sum_squares(shifted)
     assert float(first) == float(again) == float(moved)  # the same bits
-    assert float(first) == pytest.approx(sum(float(np.sum(x.astype(np.float64) ** 2)) for x in xs),
-                                         rel=1e-12)
+    assert float(first) == pytest.approx(
+        sum(float(np.sum(x.astype(np.float64) ** 2)) for x in xs), rel=1e-12
+    )
 
 
 def test_bandwidth_probes(rng):

@@ -79,3 +79,26 @@ def test_state_dict_dtype_mismatch_is_a_type_error():
 
 def test_build_info_is_json_serialisable():
     json.dumps(fu.build_info())
+
+
+def test_omp_num_threads_is_respected():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = "import fusedupdates as fu; print(fu.build_info()['num_threads'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "1"
+
+
+def test_readme_training_loop_runs():
+    """The README's example is real code: extract it and run it."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside the tests")
+    code = re.search(
+        r"## A hand-written training loop.*?```python\n(.*?)```", readme.read_text(), re.S
+    ).group(1)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

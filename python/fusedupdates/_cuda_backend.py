@@ -70,9 +70,7 @@ def _device_of(arrays: list, what: str) -> int:
     try:
         return int(first.device.id)
     except AttributeError:
-        raise TypeError(
-            f"{what}[0]: expected a cupy.ndarray, got {type(first).__name__}"
-        ) from None
+        raise TypeError(f"{what}[0]: expected a cupy.ndarray, got {type(first).__name__}") from None
 
 
 def _norm_buffer():
@@ -151,8 +149,22 @@ def step(
                 control = cache[_CONTROL_KEY] = _cuda.ControlBlock(buffer, device)
                 cache[_CONTROL_KEY + "_buffer"] = buffer
         norm = None if max_norm is None else _norm_buffer()
-        _cuda.step(_tables(device), control, stream.ptr, rule_id, nesterov, params, grads, states,
-                   state_names, velocity, hyper, max_norm, clip_epsilon, norm)
+        _cuda.step(
+            _tables(device),
+            control,
+            stream.ptr,
+            rule_id,
+            nesterov,
+            params,
+            grads,
+            states,
+            state_names,
+            velocity,
+            hyper,
+            max_norm,
+            clip_epsilon,
+            norm,
+        )
         if norm is None:
             return None
         _keep_if_captured(stream, norm, cache)
@@ -212,8 +224,9 @@ def total_norm_constraint(xs: list, out: list, max_norm: float, epsilon: float):
 
 def norm_constraint(x, out, outer: int, reduce: int, inner: int, max_norm: float, eps: float):
     with cupy.cuda.Device(x.device.id):
-        _cuda.norm_constraint(cupy.cuda.get_current_stream().ptr, x, out, outer, reduce, inner,
-                              max_norm, eps)
+        _cuda.norm_constraint(
+            cupy.cuda.get_current_stream().ptr, x, out, outer, reduce, inner, max_norm, eps
+        )
 
 
 def stream(rw: list, ro: list) -> None:
