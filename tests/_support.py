@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 _REF_PATH = Path(__file__).resolve().parents[1] / "python" / "fusedupdates" / "reference.py"
 
@@ -264,3 +265,20 @@ def eps_outside_sqrt(rule, p, grads, hp):
             s2[...] = b2 * s2 + (1 - b2) * g * g
             p -= lr * (s1 / (1 - b1**t)) / (np.sqrt(s2 / (1 - b2**t)) + eps)
     return p
+
+
+def require_cuda_module():
+    """Skip the calling test module unless CuPy, a GPU and fusedupdates' CUDA module are all
+    present; return the cupy module. Call at module level, before importing _cuda_backend."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        have_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver
+        have_gpu = False
+    if not have_gpu:
+        pytest.skip("needs CuPy and a GPU", allow_module_level=True)
+    import fusedupdates
+
+    if not fusedupdates.build_info()["cuda"]:
+        pytest.skip("fusedupdates was built without CUDA", allow_module_level=True)
+    return cupy

@@ -10,17 +10,16 @@ from __future__ import annotations
 import fusedupdates as fu
 import numpy as np
 import pytest
-from _support import HYPER, MODIFIERS, make_updater, random_grads, random_params
+from _support import (
+    HYPER,
+    MODIFIERS,
+    make_updater,
+    random_grads,
+    random_params,
+    require_cuda_module,
+)
 
-cupy = pytest.importorskip("cupy")
-try:
-    _HAVE_GPU = cupy.cuda.runtime.getDeviceCount() > 0
-except Exception:  # no driver
-    _HAVE_GPU = False
-if not _HAVE_GPU:
-    pytest.skip("needs CuPy and a GPU", allow_module_level=True)
-if not fu.build_info()["cuda"]:
-    pytest.skip("fusedupdates was built without CUDA", allow_module_level=True)
+cupy = require_cuda_module()
 
 from fusedupdates import _cuda_backend as cb  # noqa: E402  (needs CuPy)
 

@@ -20,17 +20,10 @@ from _support import (
     make_updater,
     random_grads,
     random_params,
+    require_cuda_module,
 )
 
-cupy = pytest.importorskip("cupy")
-try:
-    _HAVE_GPU = cupy.cuda.runtime.getDeviceCount() > 0
-except Exception:  # no driver
-    _HAVE_GPU = False
-if not _HAVE_GPU:
-    pytest.skip("needs CuPy and a GPU", allow_module_level=True)
-if not fu.build_info()["cuda"]:
-    pytest.skip("fusedupdates was built without CUDA", allow_module_level=True)
+cupy = require_cuda_module()
 
 DTYPES = [np.float64, np.float32, np.float16]
 # Odd sizes (vector packs plus scalar tails), a 0-d and a tensor spanning three chunks.

@@ -108,14 +108,6 @@ cpu::ArrayList array_list(const ArrayGroup& in, const ArrayGroup* out) {
   return list;
 }
 
-double sum_squares(const py::list& xs) {
-  const ArrayGroup in = describe_list(xs, "xs", false);
-  validate_inputs_outputs(in, nullptr);
-  const cpu::ArrayList list = array_list(in, nullptr);
-  py::gil_scoped_release release;
-  return cpu::kernels().list_sum_squares(list, cpu::num_threads());
-}
-
 // Lasagne's total_norm_constraint: one deterministic norm over every array, then every
 // array scaled by norm_multiplier into out (which may be the inputs themselves).
 double total_norm_constraint(const py::list& xs, const py::list& outs, double max_norm,
@@ -184,7 +176,6 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("states"), py::arg("state_names"), py::arg("velocity"), py::arg("hyper"),
         py::arg("max_norm"), py::arg("clip_epsilon"));
   m.def("check_params", &check_params, py::arg("params"));
-  m.def("sum_squares", &sum_squares, py::arg("xs"));
   m.def("total_norm_constraint", &total_norm_constraint, py::arg("xs"), py::arg("out"),
         py::arg("max_norm"), py::arg("epsilon"));
   m.def("norm_constraint", &norm_constraint, py::arg("x"), py::arg("out"), py::arg("outer"),

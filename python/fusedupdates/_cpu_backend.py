@@ -6,17 +6,11 @@ functional API only talk to this interface.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from . import _cpu
 
 name = "cpu"
-
-
-def is_array(x: Any) -> bool:
-    return type(x) is np.ndarray or isinstance(x, np.ndarray)
 
 
 def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -83,10 +77,6 @@ def hyper_changed(cache: dict, hyper: tuple, reset_step: bool | None = None) -> 
 def device_step(cache: dict) -> None:
     """The step count as the device sees it: the CPU has no separate count."""
     return None
-
-
-def sum_squares(xs: list) -> float:
-    return _cpu.sum_squares(xs)
 
 
 def total_norm_constraint(xs: list, out: list, max_norm: float, epsilon: float) -> float:

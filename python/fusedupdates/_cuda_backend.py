@@ -87,10 +87,6 @@ def _keep_if_captured(stream, buffer, cache: dict | None) -> None:
             cache.setdefault(_KEEP_KEY, []).append(buffer)
 
 
-def is_array(x: Any) -> bool:
-    return isinstance(x, cupy.ndarray)
-
-
 def zeros_like(param, dtype: np.dtype):
     with cupy.cuda.Device(param.device.id):
         return cupy.zeros(param.shape, dtype=dtype)

@@ -33,13 +33,3 @@ def as_list(x: Any, what: str) -> list:
     if isinstance(x, np.ndarray) or hasattr(x, "__cuda_array_interface__"):
         return [x]
     raise TypeError(f"{what}: expected an array or a list of arrays, got {type(x).__name__}")
-
-
-def check_same_kind(backend: ModuleType, arrays: list, what: str) -> None:
-    """Every array of a call must belong to the same backend (no NumPy/CuPy mixing)."""
-    for i, a in enumerate(arrays):
-        if a is not None and not backend.is_array(a):
-            raise TypeError(
-                f"{what}[{i}]: expected a {backend.name} array like params[0], "
-                f"got {type(a).__name__}"
-            )
