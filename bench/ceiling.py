@@ -8,7 +8,7 @@ ceiling GB/s of the same config.
 
 Providers are pluggable (``register``); the CPU ones, best first:
 
-``fu``      ``fusedupdates._cpu.stream(rw, ro)``: the library's own OpenMP loop, same thread
+``fu``      ``fusedupdates._cpu.bandwidth_probe(rw, ro)``: the library's own OpenMP loop, same thread
             count and vector width as its rule kernels. All arrays must share one dtype, so a
             float16 rule is probed with float32 stand-ins (same stream counts, its GB/s is
             used).
@@ -65,13 +65,13 @@ class CeilingProvider:
 
 
 class FuStream(CeilingProvider):
-    name, label = "fu", "ceiling: fu._cpu.stream"
+    name, label = "fu", "ceiling: fu._cpu.bandwidth_probe"
 
     def _fn(self):
         try:
             from fusedupdates import _cpu
 
-            return getattr(_cpu, "stream", None)
+            return getattr(_cpu, "bandwidth_probe", None)
         except Exception:  # noqa: BLE001 - core not built
             return None
 

@@ -1,5 +1,7 @@
-// fusedupdates._cpu: the OpenMP backend. Each function describes its arguments, validates
-// all of them (nothing is written on error), then releases the GIL and runs one kernel call.
+// fusedupdates._cpu: the OpenMP backend. The Stepper (cpu_stepper.h) is what updaters and the
+// functional API step with; the functions here are the norm constraints and the probes. Each
+// describes its arguments, validates all of them (nothing is written on error), then releases
+// the GIL and runs one kernel call while holding references to every array it touches.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -10,6 +12,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../rules/norm.h"
+#include "cpu_stepper.h"
 #include "module_common.h"
 #include "numpy_desc.h"
 
@@ -17,82 +20,10 @@ namespace py = pybind11;
 using namespace fusedupdates;
 using fusedupdates::bindings::describe_list;
 using fusedupdates::bindings::describe_numpy;
-using fusedupdates::bindings::hyper_from;
+using fusedupdates::bindings::hold_items;
+using fusedupdates::bindings::CpuStepper;
 
 namespace {
-
-// One fused step over every parameter. states: one list per rule state, in the rule's order;
-// velocity: None, or a list with None for parameters outside the momentum modifier.
-// Returns the total gradient norm when max_norm is given, else None.
-py::object step(int rule, bool nesterov, const py::object& params, const py::object& grads,
-                const py::list& states, const std::vector<std::string>& state_names,
-                const py::object& velocity, const std::vector<double>& hyper,
-                const py::object& max_norm, double clip_epsilon) {
-  if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
-  if (states.size() != state_names.size())
-    throw ArgValueError("states and state_names differ in length");
-  const ArrayGroup p = describe_list(params, "params", true);
-  const ArrayGroup g = describe_list(grads, "grads", false);
-  std::vector<ArrayGroup> s;
-  s.reserve(states.size() + 1);
-  for (size_t k = 0; k < states.size(); ++k)
-    s.push_back(describe_list(states[k], "state '" + state_names[k] + "'", true));
-  const bool has_velocity = !velocity.is_none();
-  if (has_velocity) s.push_back(describe_list(velocity, "state 'velocity'", true, true));
-  std::vector<const ArrayGroup*> sp;
-  std::vector<bool> allow_missing;
-  for (const ArrayGroup& x : s) {
-    sp.push_back(&x);
-    allow_missing.push_back(false);
-  }
-  if (has_velocity) allow_missing.back() = true;
-  validate_step(p, g, sp, allow_missing);
-
-  // One plan per storage dtype present (params may mix float16/32/64); all validated above,
-  // so either every plan runs or none does.
-  std::vector<cpu::StepPlan> plans;
-  plans.reserve(3);
-  const size_t n = p.arrays.size();
-  for (size_t i = 0; i < n; ++i) {
-    const DType dtype = p.arrays[i].dtype;
-    cpu::StepPlan* plan = nullptr;
-    for (cpu::StepPlan& candidate : plans)
-      if (candidate.dtype == dtype) plan = &candidate;
-    if (!plan)
-      plan = &plans.emplace_back(
-          cpu::StepPlan{static_cast<RuleId>(rule), dtype, nesterov, hyper_from(hyper), {}});
-    cpu::TensorSlot slot{reinterpret_cast<void*>(p.arrays[i].ptr),
-                         reinterpret_cast<const void*>(g.arrays[i].ptr),
-                         {},
-                         p.arrays[i].numel,
-                         false};
-    for (size_t k = 0; k < states.size(); ++k)
-      slot.state[k] = reinterpret_cast<void*>(s[k].arrays[i].ptr);
-    if (has_velocity && s.back().arrays[i].present) {
-      slot.with_momentum = true;
-      slot.state[states.size()] = reinterpret_cast<void*>(s.back().arrays[i].ptr);
-    }
-    plan->tensors.push_back(slot);
-  }
-  const bool clip = !max_norm.is_none();
-  const double max_norm_value = clip ? max_norm.cast<double>() : 0.0;
-  double norm = std::numeric_limits<double>::quiet_NaN();
-  {
-    py::gil_scoped_release release;
-    const cpu::KernelTable& k = cpu::kernels();
-    const int threads = cpu::num_threads();
-    if (clip) {
-      double sum = 0.0;
-      for (const cpu::StepPlan& plan : plans) sum += k.plan_sum_squares(plan, threads);
-      norm = std::sqrt(sum);
-      for (cpu::StepPlan& plan : plans)
-        plan.hyper.grad_scale = norm_multiplier(norm, max_norm_value, clip_epsilon);
-    }
-    for (const cpu::StepPlan& plan : plans) k.apply_step(plan, threads);
-  }
-  if (!clip) return py::none();
-  return py::float_(norm);
-}
 
 cpu::ArrayList array_list(const ArrayGroup& in, const ArrayGroup* out) {
   cpu::ArrayList list{in.arrays.empty() ? DType::kFloat32 : in.arrays[0].dtype, {}, {}, {}};
@@ -112,8 +43,9 @@ cpu::ArrayList array_list(const ArrayGroup& in, const ArrayGroup* out) {
 // array scaled by norm_multiplier into out (which may be the inputs themselves).
 double total_norm_constraint(const py::list& xs, const py::list& outs, double max_norm,
                              double epsilon) {
-  const ArrayGroup in = describe_list(xs, "xs", false);
-  const ArrayGroup out = describe_list(outs, "out", true);
+  const py::tuple xs_held = hold_items(xs, "xs"), outs_held = hold_items(outs, "out");
+  const ArrayGroup in = describe_list(xs_held, "xs", false);
+  const ArrayGroup out = describe_list(outs_held, "out", true);
   validate_inputs_outputs(in, &out);
   const cpu::ArrayList list = array_list(in, &out);
   py::gil_scoped_release release;
@@ -128,7 +60,9 @@ void norm_constraint(const py::object& x, const py::object& out, int64_t outer, 
   ArrayGroup in{"x", {describe_numpy(x, "x", 0, false)}, false};
   ArrayGroup o{"out", {describe_numpy(out, "out", 0, false)}, true};
   validate_inputs_outputs(in, &o);
-  if (outer * reduce * inner != in.arrays[0].numel)
+  int64_t covered = 0;
+  if (outer < 0 || reduce < 0 || inner < 0 || __builtin_mul_overflow(outer, reduce, &covered) ||
+      __builtin_mul_overflow(covered, inner, &covered) || covered != in.arrays[0].numel)
     throw ArgValueError("norm_constraint: [outer, reduce, inner] does not cover the array");
   const DType dtype = in.arrays[0].dtype;
   const void* src = reinterpret_cast<const void*>(in.arrays[0].ptr);
@@ -138,13 +72,10 @@ void norm_constraint(const py::object& x, const py::object& out, int64_t outer, 
                                  cpu::num_threads());
 }
 
-void check_params(const py::list& params) {
-  validate_params(describe_list(params, "params", true));
-}
-
-void stream(const py::list& rw, const py::list& ro) {
-  const ArrayGroup w = describe_list(rw, "rw", true);
-  const ArrayGroup r = describe_list(ro, "ro", false);
+void bandwidth_probe(const py::list& rw, const py::list& ro) {
+  const py::tuple rw_held = hold_items(rw, "rw"), ro_held = hold_items(ro, "ro");
+  const ArrayGroup w = describe_list(rw_held, "rw", true);
+  const ArrayGroup r = describe_list(ro_held, "ro", false);
   if (w.arrays.empty() || w.arrays.size() > 4 || r.arrays.size() > 2)
     throw ArgValueError("stream: needs 1..4 written and 0..2 read-only arrays");
   std::vector<void*> wp;
@@ -172,21 +103,35 @@ void stream(const py::list& rw, const py::list& ro) {
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusedupdates OpenMP backend (internal: use the fusedupdates package)";
   bindings::register_error_translator();
-  m.def("step", &step, py::arg("rule"), py::arg("nesterov"), py::arg("params"), py::arg("grads"),
-        py::arg("states"), py::arg("state_names"), py::arg("velocity"), py::arg("hyper"),
-        py::arg("max_norm"), py::arg("clip_epsilon"));
-  m.def("check_params", &check_params, py::arg("params"));
+  py::class_<CpuStepper, std::shared_ptr<CpuStepper>>(m, "Stepper", R"doc(
+The native object behind one updater: validated params and states, t and the hyperparameters.
+Built once; step(grads) checks only the grads. Internal: use the fusedupdates factories.)doc")
+      .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&>(),
+           py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"))
+      .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
+      .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none())
+      .def("set_hyperparameters", [](CpuStepper& s, const py::kwargs& kw) { s.set_hyperparameters(kw); })
+      .def("hyperparameters", &CpuStepper::hyperparameters)
+      .def_property("t", &CpuStepper::t, &CpuStepper::set_t)
+      .def_property_readonly("has_momentum", &CpuStepper::has_momentum)
+      .def("__len__", &CpuStepper::size);
+  m.attr("HYPER_FIELDS") = py::str(bindings::hyper_field_names());
+  m.attr("CLIP_EPSILON") = kClipEpsilon;
   m.def("total_norm_constraint", &total_norm_constraint, py::arg("xs"), py::arg("out"),
         py::arg("max_norm"), py::arg("epsilon"));
   m.def("norm_constraint", &norm_constraint, py::arg("x"), py::arg("out"), py::arg("outer"),
         py::arg("reduce"), py::arg("inner"), py::arg("max_norm"), py::arg("epsilon"));
-  m.def("stream", &stream, py::arg("rw"), py::arg("ro"),
+  m.def("bandwidth_probe", &bandwidth_probe, py::arg("rw"), py::arg("ro"),
         "Bandwidth probe for benchmarks: rw[k] += 1e-7 * sum(ro), same streams as a rule.");
   m.def("simd", []() { return std::string(cpu::kernels().isa); });
   m.def("openmp", &cpu::openmp_enabled);
   m.def("num_threads", &cpu::num_threads);
+  m.def("max_threads", &cpu::max_threads);
   m.def("set_num_threads", [](int n) {
-    if (n < 0) throw ArgValueError("set_num_threads: n must be >= 1, or 0 for the default");
+    if (n < 0 || n > cpu::max_threads())
+      throw ArgValueError("set_num_threads: n must be in [1, " +
+                          std::to_string(cpu::max_threads()) + "], or 0 for the default; got " +
+                          std::to_string(n));
     cpu::set_num_threads(n);
   });
 }

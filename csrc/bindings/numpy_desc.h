@@ -51,10 +51,29 @@ inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& name, 
   static_assert(sizeof(py::ssize_t) == sizeof(int64_t), "64-bit platforms only");
   d.shape = reinterpret_cast<const int64_t*>(a.shape());
   d.ndim = static_cast<int>(a.ndim());
-  d.contiguous = (a.flags() & py::array::c_style) != 0;
-  d.writeable = a.writeable();
+  const int flags = py::detail::array_proxy(a.ptr())->flags;
+  d.contiguous = (flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
+  d.writeable = (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) != 0;
+  d.aligned = (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
   d.device = -1;
   return d;
+}
+
+// Flags and data pointer of an array described earlier, read without a Python call: a step
+// re-checks that nobody made a param or state read-only (or swapped its memory) since.
+inline bool still_writeable_at(const py::handle& array, std::uintptr_t ptr) {
+  const auto* proxy = py::detail::array_proxy(array.ptr());
+  return (proxy->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) != 0 &&
+         reinterpret_cast<std::uintptr_t>(proxy->data) == ptr;
+}
+
+// A tuple holding a reference to every item: the arrays stay alive while the GIL is
+// released, whatever another thread does to the caller's list meanwhile.
+inline py::tuple hold_items(const py::handle& seq, const char* name) {
+  if (py::isinstance<py::tuple>(seq)) return py::reinterpret_borrow<py::tuple>(seq);
+  if (!py::isinstance<py::list>(seq))
+    throw ArgTypeError(std::string(name) + ": expected a list of arrays, got " + type_name(seq));
+  return py::reinterpret_steal<py::tuple>(PyList_AsTuple(seq.ptr()));
 }
 
 inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, bool writeable,

@@ -16,7 +16,25 @@ void check_one(const ArrayGroup& g, size_t i, bool must_write) {
     throw ArgTypeError(at(g, i) + ": unsupported dtype " + a.dtype_str +
                        " (expected float16, float32 or float64)");
   if (!a.contiguous) throw ArgValueError(at(g, i) + ": array is not C-contiguous");
+  if (!a.aligned)
+    throw ArgValueError(at(g, i) + ": array data is not aligned to its " + dtype_name(a.dtype) +
+                        " elements (NumPy's ALIGNED flag is False); np.array(x) makes an "
+                        "aligned copy");
   if (must_write && !a.writeable) throw ArgValueError(at(g, i) + ": array is read-only");
+}
+
+std::string dtype_of(const ArrayDesc& a) {
+  return a.dtype == DType::kUnsupported ? a.dtype_str : dtype_name(a.dtype);
+}
+
+// The most common mistake (float64 grads from float64 data into float32 params) gets a fix.
+std::string grad_dtype_message(const ArrayGroup& grads, size_t i, const ArrayDesc& g,
+                               DType param) {
+  return at(grads, i) + ": dtype " + dtype_of(g) + " does not match params[" +
+         std::to_string(i) + "] dtype " + dtype_name(param) +
+         " (grads must have their param's dtype: convert with g.astype(p.dtype), or compute "
+         "the gradient in " +
+         dtype_name(param) + ")";
 }
 
 bool same_shape(const ArrayDesc& a, const ArrayDesc& b) {
@@ -91,10 +109,7 @@ void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
     const ArrayDesc& p = params.arrays[i];
     const ArrayDesc& g = grads.arrays[i];
     check_one(params, i, true);
-    if (g.dtype != p.dtype)
-      throw ArgTypeError(at(grads, i) + ": dtype " +
-                         (g.dtype == DType::kUnsupported ? g.dtype_str : dtype_name(g.dtype)) +
-                         " does not match " + at(params, i) + " dtype " + dtype_name(p.dtype));
+    if (g.dtype != p.dtype) throw ArgTypeError(grad_dtype_message(grads, i, g, p.dtype));
     if (!same_shape(g, p))
       throw ArgValueError(at(grads, i) + ": shape " + shape_str(g) + " does not match " +
                           at(params, i) + " shape " + shape_str(p));
@@ -165,6 +180,100 @@ void validate_inputs_outputs(const ArrayGroup& inputs, const ArrayGroup* outputs
     outs.arrays.push_back(o);
   }
   check_overlaps({&ins, &outs});
+}
+
+FixedArrays::FixedArrays(const ArrayGroup& params, const std::vector<const ArrayGroup*>& states,
+                         const std::vector<bool>& allow_missing) {
+  const size_t n = params.arrays.size();
+  for (const ArrayGroup* s : states)
+    if (s->arrays.size() != n)
+      throw ArgValueError("got " + std::to_string(s->arrays.size()) + " arrays in " + s->name +
+                          " for " + std::to_string(n) + " params");
+  device_ = n ? params.arrays[0].device : -1;
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc& p = params.arrays[i];
+    check_one(params, i, true);
+    if (p.device != device_)
+      throw ArgValueError(at(params, i) + ": is on device " + std::to_string(p.device) +
+                          " but params[0] is on device " + std::to_string(device_));
+    for (size_t k = 0; k < states.size(); ++k) {
+      const ArrayGroup& sg = *states[k];
+      const ArrayDesc& s = sg.arrays[i];
+      if (!s.present) {
+        if (allow_missing[k]) continue;
+        throw ArgValueError(at(sg, i) + ": missing state array");
+      }
+      if (s.dtype != state_dtype(p.dtype))
+        throw ArgTypeError(at(sg, i) + ": dtype " + dtype_of(s) + " but " + dtype_name(p.dtype) +
+                           " params need " + dtype_name(state_dtype(p.dtype)) + " state");
+      if (!same_shape(s, p))
+        throw ArgValueError(at(sg, i) + ": shape " + shape_str(s) + " does not match " +
+                            at(params, i) + " shape " + shape_str(p));
+      check_one(sg, i, true);
+      if (s.device != p.device)
+        throw ArgValueError(at(sg, i) + ": is on device " + std::to_string(s.device) + " but " +
+                            at(params, i) + " is on device " + std::to_string(p.device));
+    }
+    dtypes_.push_back(p.dtype);
+    numel_.push_back(p.numel);
+    shapes_.emplace_back(p.shape, p.shape + p.ndim);
+  }
+  std::vector<const ArrayGroup*> all{&params};
+  all.insert(all.end(), states.begin(), states.end());
+  check_overlaps(all);
+  names_.push_back(params.name);
+  for (const ArrayGroup* g : all) {
+    if (g != &params) names_.push_back(g->name);
+    const int group = static_cast<int>(names_.size()) - 1;
+    for (size_t i = 0; i < g->arrays.size(); ++i) {
+      const ArrayDesc& a = g->arrays[i];
+      if (a.present && a.nbytes() > 0)
+        spans_.push_back({a.ptr, a.ptr + static_cast<std::uintptr_t>(a.nbytes()), group, i});
+    }
+  }
+  std::sort(spans_.begin(), spans_.end(),
+            [](const Span& x, const Span& y) { return x.begin < y.begin; });
+}
+
+void FixedArrays::check_grad_count(size_t count) const {
+  if (count != size())
+    throw ArgValueError("got " + std::to_string(count) + " grads for " + std::to_string(size()) +
+                        " params");
+}
+
+void FixedArrays::check_grad(const ArrayDesc& g, size_t i) const {
+  const ArrayGroup grads{"grads", {}, false};
+  if (g.dtype != dtypes_[i]) throw ArgTypeError(grad_dtype_message(grads, i, g, dtypes_[i]));
+  const std::vector<int64_t>& shape = shapes_[i];
+  if (g.ndim != static_cast<int>(shape.size()) || !std::equal(shape.begin(), shape.end(), g.shape)) {
+    ArrayDesc p;
+    p.shape = shape.data();
+    p.ndim = static_cast<int>(shape.size());
+    throw ArgValueError(at(grads, i) + ": shape " + shape_str(g) + " does not match params[" +
+                        std::to_string(i) + "] shape " + shape_str(p));
+  }
+  if (!g.contiguous) throw ArgValueError(at(grads, i) + ": array is not C-contiguous");
+  if (!g.aligned) {
+    ArrayGroup one{"grads", {}, false};
+    one.arrays.resize(i + 1);
+    one.arrays[i] = g;
+    check_one(one, i, false);
+  }
+  if (g.device != device_)
+    throw ArgValueError(at(grads, i) + ": is on device " + std::to_string(g.device) +
+                        " but params[0] is on device " + std::to_string(device_));
+  const int64_t bytes = g.nbytes();
+  if (bytes == 0 || spans_.empty()) return;
+  // Spans are disjoint and sorted, so their ends are sorted too: the first span ending after
+  // the grad begins is the only candidate for an overlap.
+  const std::uintptr_t begin = g.ptr, end = g.ptr + static_cast<std::uintptr_t>(bytes);
+  const auto it = std::upper_bound(spans_.begin(), spans_.end(), begin,
+                                   [](std::uintptr_t b, const Span& s) { return b < s.end; });
+  if (it == spans_.end() || it->begin >= end) return;
+  const bool same = it->begin == begin && it->end == end;
+  throw ArgValueError(at(grads, i) + (same ? " is the same array as " : " shares memory with ") +
+                      names_[it->group] + "[" + std::to_string(it->index) +
+                      "]: arrays written by the step must not overlap any other array");
 }
 
 }  // namespace fusedupdates

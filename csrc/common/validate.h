@@ -20,7 +20,8 @@ struct ArrayDesc {
   int ndim = 0;
   bool contiguous = false;
   bool writeable = false;
-  int device = -1;  // -1 for host memory
+  bool aligned = true;  // the address is a multiple of the dtype's size (NumPy's ALIGNED)
+  int device = -1;      // -1 for host memory
   int64_t nbytes() const { return dtype == DType::kUnsupported ? 0 : numel * dtype_size(dtype); }
 };
 
@@ -42,6 +43,42 @@ void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
 // Validates the parameter list of an updater: supported dtype, contiguous, writeable, and
 // no array listed twice or overlapping another.
 void validate_params(const ArrayGroup& params);
+
+// The arrays every step of an updater writes (params, the rule's states, the velocity),
+// validated ONCE when the stepper is built: supported dtype, contiguous, aligned, writeable,
+// one device, state dtypes and shapes matching their params, no two overlapping. It keeps
+// what the per-step checks of the grads need (dtypes, shapes, sorted spans), so a step only
+// describes and checks its grads: O(n log n) in the number of arrays, no allocation.
+class FixedArrays {
+ public:
+  FixedArrays() = default;
+  FixedArrays(const ArrayGroup& params, const std::vector<const ArrayGroup*>& states,
+              const std::vector<bool>& allow_missing);
+
+  size_t size() const { return dtypes_.size(); }
+  DType dtype(size_t i) const { return dtypes_[i]; }
+  int64_t numel(size_t i) const { return numel_[i]; }
+  int device() const { return device_; }
+
+  // Checks grads[i] against params[i] (type, dtype, shape, layout, device) and against every
+  // written array (no overlap). Throws ArgTypeError / ArgValueError naming the index.
+  void check_grad(const ArrayDesc& grad, size_t i) const;
+  // The count check of a step, before any grad is described.
+  void check_grad_count(size_t count) const;
+
+ private:
+  struct Span {
+    std::uintptr_t begin, end;
+    int group;  // index into names_
+    size_t index;
+  };
+  std::vector<DType> dtypes_;
+  std::vector<int64_t> numel_;
+  std::vector<std::vector<int64_t>> shapes_;
+  std::vector<std::string> names_;  // group names, for messages
+  std::vector<Span> spans_;         // every written array, sorted by address, disjoint
+  int device_ = -1;
+};
 
 // Validates a list of read-only inputs and an optional list of outputs of the same shapes
 // (norm constraints). outputs may alias inputs element-wise (in place), nothing else.

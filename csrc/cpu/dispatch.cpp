@@ -55,6 +55,11 @@ int num_threads() {
   return n > 0 ? n : omp_get_max_threads();  // omp_get_max_threads honours OMP_NUM_THREADS
 }
 
+int max_threads() {
+  const int procs = omp_get_num_procs();
+  return procs * 8 > 64 ? procs * 8 : 64;
+}
+
 void set_num_threads(int n) { g_num_threads.store(n, std::memory_order_relaxed); }
 
 bool openmp_enabled() {

@@ -2,6 +2,8 @@
 // build adds the matching -march flags). Only loops, loads and stores live here: the math
 // comes from csrc/rules.
 #include <cmath>
+#include <stdexcept>
+#include <utility>
 
 #include "../rules/rules.h"
 #include "element_ranges.h"
@@ -89,21 +91,20 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
   });
 }
 
+// The shared dispatch (csrc/common/dtype_dispatch.h) with this backend's 16-bit type; it
+// throws on an unknown dtype instead of silently doing nothing.
 template <class F>
 void dispatch_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat16: f(half_t{}); break;
-    case DType::kFloat32: f(float{}); break;
-    case DType::kFloat64: f(double{}); break;
-    default: break;  // rejected by validation before we get here
-  }
+  dispatch_storage<half_t>(dtype, std::forward<F>(f));
 }
 
 void apply_step(const StepPlan& plan, int num_threads) {
   dispatch_dtype(plan.dtype, [&](auto tag) {
     using S = decltype(tag);
-    dispatch_rule(plan.rule,
-                  [&]<template <class> class R>() { apply_step_typed<S, R>(plan, num_threads); });
+    if (!dispatch_rule(plan.rule, [&]<template <class> class R>() {
+          apply_step_typed<S, R>(plan, num_threads);
+        }))
+      throw std::invalid_argument("fusedupdates: unknown rule id");
   });
 }
 

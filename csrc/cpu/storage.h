@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../common/dtype_dispatch.h"
+
 #if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -16,8 +18,7 @@ using half_t = _Float16;  // GCC >= 12 / Clang native type
 #error "fusedupdates needs a compiler with _Float16 support (GCC >= 12 or Clang >= 15)"
 #endif
 
-template <typename S>
-using compute_t = std::conditional_t<std::is_same_v<S, double>, double, float>;
+using fusedupdates::compute_t;  // csrc/common/dtype_dispatch.h
 
 // GCC 12 cannot vectorise _Float16 <-> float conversions without AVX512-FP16, so float16
 // pieces are widened a tile at a time with F16C / AVX-512 instructions, processed by the

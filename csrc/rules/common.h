@@ -18,16 +18,25 @@
 
 namespace fusedupdates {
 
-// Everything a rule may need for one step, as doubles. Filled once per step (from Python
-// on the CPU, from device memory on the GPU so that CUDA graph replays see new values).
+// The hyperparameters a user sets, by name: the ONE definition of their fields. The struct
+// below, the binding's set_hyperparameters(**kwargs) and the checks all expand this list.
+// X(field, meaning)
+#define FU_HYPER_FIELDS(X)                                        \
+  X(learning_rate, "step size")                                   \
+  X(beta1, "beta1 of the adam family, rho of rmsprop / adadelta") \
+  X(beta2, "beta2 of the adam family")                            \
+  X(epsilon, "stability constant")                                \
+  X(momentum, "mu of the momentum modifier")
+
+// Everything a rule may need for one step, as doubles. The user's fields are set through
+// set_hyperparameters; step and grad_scale are filled by the backend for each step (on the GPU
+// from device memory, so that CUDA graph replays see new values).
 struct HyperParams {
-  double learning_rate;
-  double beta1;  // beta1 of the adam family, rho of rmsprop / adadelta
-  double beta2;  // beta2 of the adam family
-  double epsilon;
-  double momentum;    // mu of the momentum modifier
-  double step;        // t, 1-based: the counter is incremented before use
-  double grad_scale;  // total-norm multiplier applied to every gradient, 1.0 when unused
+#define FU_DECLARE_FIELD(name, doc) double name = 0.0;
+  FU_HYPER_FIELDS(FU_DECLARE_FIELD)
+#undef FU_DECLARE_FIELD
+  double step = 1.0;        // t, 1-based: the counter is incremented before use
+  double grad_scale = 1.0;  // total-norm multiplier applied to every gradient
 };
 
 // Rule ids shared with Python (fusedupdates/_rules.py) and both backends.

@@ -295,8 +295,11 @@ def set_num_threads(n: int) -> None:
     honours ``OMP_NUM_THREADS``)."""
     from . import _cpu
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"set_num_threads: n must be an integer >= 0, got {n!r}")
+    limit = int(_cpu.max_threads())
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__}")
+    if not 0 <= n <= limit:
+        raise ValueError(f"set_num_threads: n must be in [0, {limit}] (8 per processor), got {n}")
     _cpu.set_num_threads(n)
 
 

@@ -1,7 +1,7 @@
 """The OpenMP backend for NumPy arrays: a thin shim over the native ``_cpu`` module.
 
 Both backends expose the same functions (see ``_cuda_backend.py``); the updaters and the
-functional API only talk to this interface.
+functional API only talk to this interface and to the native ``Stepper`` it returns.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import numpy as np
 
 from . import _cpu
 
-name = "cpu"
+
+def make_stepper(rule_id: int, params: list, states: list, state_names: list) -> _cpu.Stepper:
+    """The native stepper of one updater: validates params and states once, owns ``t``."""
+    return _cpu.Stepper(rule_id, params, states, state_names)
 
 
 def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -27,56 +30,6 @@ def to_numpy(x: np.ndarray) -> np.ndarray:
 
 def copy_from_numpy(dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst, src, casting="no")
-
-
-def check_params(params: list) -> None:
-    _cpu.check_params(params)
-
-
-def step(
-    rule_id: int,
-    nesterov: bool,
-    params: list,
-    grads: list,
-    states: list,
-    state_names: list,
-    velocity: list | None,
-    hyper: tuple,
-    max_norm: float | None,
-    clip_epsilon: float,
-    cache: dict | None = None,
-) -> float | None:
-    """One fused native step over every parameter; returns the total norm when clipping.
-
-    ``cache`` is per-updater scratch space (unused on the CPU).
-    """
-    return _cpu.step(
-        rule_id,
-        nesterov,
-        params,
-        grads,
-        states,
-        state_names,
-        velocity,
-        hyper,
-        max_norm,
-        clip_epsilon,
-    )
-
-
-def bind_step(cache: dict):
-    """The step callable an updater calls directly (no cache on the CPU): the native one."""
-    return _cpu.step
-
-
-def hyper_changed(cache: dict, hyper: tuple, reset_step: bool | None = None) -> None:
-    """Called when an updater's hyperparameters or step count change (CPU: nothing to do,
-    they are passed to every step)."""
-
-
-def device_step(cache: dict) -> None:
-    """The step count as the device sees it: the CPU has no separate count."""
-    return None
 
 
 def total_norm_constraint(xs: list, out: list, max_norm: float, epsilon: float) -> float:

@@ -1,18 +1,31 @@
-"""Hyperparameter checks and packing into the tuple the native backends read."""
+"""Hyperparameter checks: every value becomes a validated Python float (or int for counts)
+when it is given, so what an updater shows is exactly what its next step uses."""
 
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
-from ._rules import HYPER_SLOTS, RuleSpec
+import numpy as np
+
+from ._rules import FIELD_OF
+
+# t + 1 reaches the kernels as a double: keep every count exact in one.
+MAX_STEP = 2**53
 
 
 def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got bool")
+    """A real number (Python or NumPy scalar, 0-d array) as a float, read NOW: a 0-d array
+    changed later does not change the value stored."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, np.ndarray) and value.ndim != 0:
+        raise TypeError(f"{name} must be a real number, got an array of shape {value.shape}")
     try:
         x = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large: {value!r} does not fit in a float") from None
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
     if not math.isfinite(x):
@@ -40,26 +53,27 @@ def check_max_norm(max_norm: Any) -> float | None:
     return x
 
 
+def check_count(name: str, value: Any, minimum: int) -> int:
+    """An integer (Python, NumPy scalar or 0-d integer array) in [minimum, 2**53)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value.item()
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not minimum <= n < MAX_STEP:
+        raise ValueError(f"{name} must be in [{minimum}, 2**53), got {n}")
+    return n
+
+
 def check_step(step: Any) -> int:
     """Validate the 1-based step counter t of a bias-corrected rule."""
-    if isinstance(step, bool) or not isinstance(step, int):
-        try:
-            import numpy as np
-
-            if not isinstance(step, np.integer):
-                raise TypeError
-        except TypeError:
-            raise TypeError(
-                f"step must be an integer (the 1-based update count t), got {step!r}"
-            ) from None
-    if int(step) < 1:
-        raise ValueError(f"step must be >= 1 (t is incremented before use), got {step}")
-    return int(step)
+    return check_count("step", step, 1)
 
 
-def pack(spec: RuleSpec, values: dict[str, Any], momentum: float, step: int) -> tuple:
-    """Validate every hyperparameter of ``spec`` and pack the 6-tuple for the native call."""
-    packed = [0.0, 0.0, 0.0, 0.0, check_hyper("momentum", momentum), float(step)]
-    for name in spec.defaults:
-        packed[HYPER_SLOTS[name]] = check_hyper(name, values[name])
-    return tuple(packed)
+def native_fields(values: dict[str, float]) -> dict[str, float]:
+    """Validated hyperparameters by user name -> keyword arguments of
+    ``Stepper.set_hyperparameters`` (the native field names)."""
+    return {FIELD_OF[name]: value for name, value in values.items()}

@@ -1,4 +1,4 @@
-"""The rule table shared by the functional API, the updaters and the reference tests.
+"""The rule table shared by the functional API, the updaters and the tests.
 
 Rule ids and state order must match ``csrc/rules/common.h`` and ``docs/DESIGN.md``.
 """
@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Slot of each hyperparameter in the (lr, beta1, beta2, epsilon, momentum, step) tuple
-# that the native backends receive. rho shares beta1's slot.
-HYPER_SLOTS = {"learning_rate": 0, "rho": 1, "beta1": 1, "beta2": 2, "epsilon": 3}
+# Each user-facing hyperparameter name -> the field of the native HyperParams it sets
+# (FU_HYPER_FIELDS in csrc/rules/common.h). rho is stored in beta1's field.
+FIELD_OF = {
+    "learning_rate": "learning_rate",
+    "rho": "beta1",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "epsilon": "epsilon",
+    "momentum": "momentum",
+}
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,4 @@ ADAM = RuleSpec("adam", 4, ("m", "v"), dict(_ADAM_DEFAULTS), True)
 ADAMAX = RuleSpec("adamax", 5, ("m", "u"), {**_ADAM_DEFAULTS, "learning_rate": 0.002}, True)
 AMSGRAD = RuleSpec("amsgrad", 6, ("m", "v", "v_hat"), dict(_ADAM_DEFAULTS), True)
 
-RULES = {r.name: r for r in (SGD, ADAGRAD, RMSPROP, ADADELTA, ADAM, ADAMAX, AMSGRAD)}
-
 VELOCITY = "velocity"
-DEFAULT_MOMENTUM = 0.9
-# Lasagne's total_norm_constraint epsilon, used by step(grads, max_norm=...).
-CLIP_EPSILON = 1e-7

@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 
 from . import _hyper
 from ._dispatch import as_list, backend_for
-from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, CLIP_EPSILON, RMSPROP, SGD, RuleSpec
+from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD, RuleSpec
 
 ArrayOrList = Union[Any, Sequence[Any]]
 Norm = Optional[Any]
@@ -63,21 +63,21 @@ def fused_step(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
-    cache: dict | None = None,
 ) -> Norm:
     """Apply rule ``spec`` once to every parameter (the engine under every public step).
 
-    Everything is validated (hyperparameters here, arrays natively) before any array is
-    written, so an error leaves every parameter and state unchanged.
+    Builds a throwaway native stepper over the given arrays. Everything is validated
+    (hyperparameters here, arrays natively) before any array is written, so an error leaves
+    every parameter and state unchanged.
     """
     params = as_list(params, "params")
     grads = as_list(grads, "grads")
-    state_lists = [as_list(s, f"state '{n}'") for s, n in zip(states, spec.state_names)]
     if len(states) != len(spec.state_names):
         raise ValueError(
             f"{spec.name} needs {len(spec.state_names)} state arrays "
             f"{list(spec.state_names)}, got {len(states)}"
         )
+    state_lists = [as_list(s, f"state '{n}'") for s, n in zip(states, spec.state_names)]
     velocity_list = None if velocity is None else as_list(velocity, "velocity")
     if spec.uses_step:
         if step is None:
@@ -85,22 +85,17 @@ def fused_step(
         t = _hyper.check_step(step)
     else:
         t = 1 if step is None else _hyper.check_step(step)
-    packed = _hyper.pack(spec, hyper, momentum if velocity_list is not None else 0.0, t)
+    values = {name: _hyper.check_hyper(name, hyper[name]) for name in spec.defaults}
+    if velocity_list is not None:
+        values["momentum"] = _hyper.check_hyper("momentum", momentum)
     clip = _hyper.check_max_norm(max_norm)
     backend = backend_for(params)
-    return backend.step(
-        spec.rule_id,
-        bool(nesterov),
-        params,
-        grads,
-        state_lists,
-        list(spec.state_names),
-        velocity_list,
-        packed,
-        clip,
-        CLIP_EPSILON,
-        cache,
-    )
+    stepper = backend.make_stepper(spec.rule_id, params, state_lists, list(spec.state_names))
+    if velocity_list is not None:
+        stepper = stepper.with_momentum(velocity_list, bool(nesterov))
+    stepper.set_hyperparameters(**_hyper.native_fields(values))
+    stepper.t = t - 1
+    return stepper.step(grads, clip)
 
 
 def sgd(

@@ -1,44 +1,53 @@
-"""Updaters: a rule, its hyperparameters, its state buffers and a step counter.
+"""Updaters: a rule, its hyperparameters and state buffers, over one native stepper.
 
-An updater owns one state buffer per parameter and state kind, allocated once, and applies
-one fused native step per call to :meth:`Updater.step`. Hyperparameters are plain attributes
-read at every step: Lasagne's "change without recompiling".
+An updater allocates one state buffer per parameter and state kind, once, and hands them with
+the parameters to a native ``Stepper`` (``_cpu.Stepper`` / ``_cuda.Stepper``) that validates
+them once and owns the step counter ``t``. :meth:`Updater.step` is then one native call that
+checks only the grads. Hyperparameters are plain attributes, validated when they are set and
+read by the next step: Lasagne's "change without recompiling".
+
+Threads: every step, ``state_dict`` and ``load_state_dict`` of one updater (and of the
+momentum updaters that share its state) runs under one lock, so calls from several threads
+are serialised: each step is applied exactly once and a ``state_dict`` never sees half a step.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ._dispatch import as_list, backend_for
-from ._hyper import check_hyper, check_max_norm, pack
-from ._rules import CLIP_EPSILON, VELOCITY, RuleSpec
+from ._hyper import check_count, check_hyper, check_max_norm, native_fields
+from ._rules import VELOCITY, RuleSpec
 
 
 class _Shared:
-    """What a rule updater and the momentum updaters wrapping it have in common."""
+    """What a rule updater and the momentum updaters wrapping it share: the rule, the params,
+    the state buffers, the rule's hyperparameters and the lock. (Their native steppers share
+    ``t`` and the hyperparameters the same way.)"""
 
     def __init__(self, spec: RuleSpec, params: list, hyper: dict[str, float]):
+        if not params:
+            raise ValueError(
+                f"{spec.name}() got an empty parameter list: pass the arrays to update"
+            )
         self.spec = spec
-        self.params = params
-        self.hyper = hyper
+        self.params = tuple(params)
+        self.hyper = dict(hyper)
         self.backend = backend_for(params)
-        self.backend.check_params(params)
         self.state = {
-            name: [self.backend.zeros_like(p, _state_dtype(p)) for p in params]
+            name: tuple(self.backend.zeros_like(p, _state_dtype(p)) for p in params)
             for name in spec.state_names
         }
-        self.t = 0
-        self.version = 0  # bumped on every hyperparameter change: re-validate at next step
-        self.cache: dict = {}  # backend scratch (device pointer tables on the GPU)
-        bind = getattr(self.backend, "bind_step", None)
-        # The native step as one callable, so a step costs a single Python-level call.
-        self.native_step = (
-            bind(self.cache) if bind else functools.partial(self.backend.step, cache=self.cache)
+        self.lock = threading.Lock()
+        self.stepper = self.backend.make_stepper(
+            spec.rule_id, list(params), [list(self.state[n]) for n in spec.state_names],
+            list(spec.state_names),
         )
+        self.stepper.set_hyperparameters(**native_fields(self.hyper))
 
 
 def _state_dtype(param: Any) -> np.dtype:
@@ -57,30 +66,23 @@ class Updater:
     Attributes
     ----------
     params : list of arrays
-        The parameters, updated in place by :meth:`step`.
+        The parameters, updated in place by :meth:`step` (a new list each time it is read).
     t : int
-        Number of steps taken (Lasagne's ``t``; the next step uses ``t + 1``).
+        Number of updates applied (Lasagne's ``t``; the next step uses ``t + 1``).
     state : dict of str to list
         Every state buffer by name (``velocity`` entries are None for parameters the
         momentum modifier does not cover).
     hyperparameters : dict of str to float
-        Current hyperparameters; each is also an attribute (``upd.learning_rate = 1e-4``).
+        Current hyperparameters; each is also an attribute (``upd.learning_rate = 1e-4``),
+        validated and converted to a float when set (a 0-d array is read at assignment).
     """
 
-    def __init__(
-        self,
-        shared: _Shared,
-        velocity: list | None = None,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-    ):
+    def __init__(self, shared: Any, stepper: Any, velocity: tuple | None, nesterov: bool = False):
         object.__setattr__(self, "_shared", shared)
+        object.__setattr__(self, "_stepper", stepper)
         object.__setattr__(self, "_velocity", velocity)
         object.__setattr__(self, "_nesterov", nesterov)
-        object.__setattr__(self, "_momentum", momentum)
-        object.__setattr__(self, "_packed", None)  # (version, validated 5-tuple)
-        object.__setattr__(self, "_states", [shared.state[n] for n in shared.spec.state_names])
-        object.__setattr__(self, "_state_names", list(shared.spec.state_names))
+        object.__setattr__(self, "_momentum", None)
 
     # --- hyperparameters as attributes -------------------------------------------------
     def _hyper_names(self) -> tuple[str, ...]:
@@ -97,21 +99,17 @@ class Updater:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        shared = self._shared
-        if name in shared.hyper:
-            shared.hyper[name] = value  # validated at the next step, like every value
-        elif name == "momentum" and self._velocity is not None:
-            object.__setattr__(self, "_momentum", value)
-            object.__setattr__(self, "_packed", None)  # momentum is this wrapper's own
-        else:
+        if name not in self._hyper_names():
             raise AttributeError(
                 f"cannot set {name!r}: hyperparameters are {list(self._hyper_names())}"
             )
-        shared.version += 1
-        try:
-            shared.backend.hyper_changed(shared.cache, self._packed_hyper(shared.t + 1))
-        except (TypeError, ValueError):
-            pass  # invalid values never reach the device; step() raises for them
+        x = check_hyper(name, value)  # raises before anything is stored
+        with self._shared.lock:
+            self._stepper.set_hyperparameters(**native_fields({name: x}))
+            if name == "momentum":
+                object.__setattr__(self, "_momentum", x)
+            else:
+                self._shared.hyper[name] = x
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._hyper_names()))
@@ -131,23 +129,20 @@ class Updater:
 
     @property
     def params(self) -> list:
-        return self._shared.params
+        """The parameters (a new list: changing it does not change the updater)."""
+        return list(self._shared.params)
 
     @property
     def t(self) -> int:
-        """Steps taken. On the GPU, replays of a captured step advance the device's count
-        only; reading ``t`` then synchronises once to fetch it."""
-        shared = self._shared
-        device_t = shared.backend.device_step(shared.cache)
-        if device_t is not None:
-            shared.t = int(device_t)
-        return shared.t
+        """Number of updates applied (on the GPU, replays of a captured step included)."""
+        return int(self._stepper.t)
 
     @property
     def state(self) -> dict[str, list]:
-        state = dict(self._shared.state)
+        """State buffers by name (new lists of the updater's own arrays)."""
+        state = {name: list(arrays) for name, arrays in self._shared.state.items()}
         if self._velocity is not None:
-            state[VELOCITY] = self._velocity
+            state[VELOCITY] = list(self._velocity)
         return state
 
     @property
@@ -156,14 +151,6 @@ class Updater:
         if self._velocity is not None:
             hyper["momentum"] = self._momentum
         return hyper
-
-    def _packed_hyper(self, t: int) -> tuple:
-        return pack(
-            self._shared.spec,
-            self._shared.hyper,
-            self._momentum if self._velocity is not None else 0.0,
-            t,
-        )
 
     # --- stepping --------------------------------------------------------------------------
     def step(self, grads: Sequence[Any] | Any, max_norm: float | None = None) -> Any:
@@ -186,32 +173,12 @@ class Updater:
         TypeError, ValueError
             For bad arrays or hyperparameters; nothing is modified then.
         """
-        # The hot path (a 4K-element step costs a few microseconds in all): hyperparameters
-        # are re-validated only after they change; arrays are validated natively.
-        shared = self._shared
-        packed = self._packed
-        if packed is None or packed[0] != shared.version:
-            packed = (shared.version, self._packed_hyper(1)[:5])
-            object.__setattr__(self, "_packed", packed)
-        t = shared.t + 1
-        if type(grads) is not list:
+        if type(grads) is not list and type(grads) is not tuple:
             grads = as_list(grads, "grads")
         if max_norm is not None:
             max_norm = check_max_norm(max_norm)
-        norm = shared.native_step(
-            shared.spec.rule_id,
-            self._nesterov,
-            shared.params,
-            grads,
-            self._states,
-            self._state_names,
-            self._velocity,
-            packed[1] + (float(t),),
-            max_norm,
-            CLIP_EPSILON,
-        )
-        shared.t = t
-        return norm
+        with self._shared.lock:
+            return self._stepper.step(grads, max_norm)
 
     # --- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -224,78 +191,104 @@ class Updater:
             a list of NumPy copies (None for parameters without velocity).
         """
         to_numpy = self._shared.backend.to_numpy
-        return {
-            "rule": self.rule,
-            "t": self.t,
-            "hyperparameters": dict(self.hyperparameters),
-            "state": {
-                name: [None if a is None else to_numpy(a) for a in arrays]
-                for name, arrays in self.state.items()
-            },
-        }
+        with self._shared.lock:
+            return {
+                "rule": self.rule,
+                "t": self.t,
+                "hyperparameters": dict(self.hyperparameters),
+                "state": {
+                    name: [None if a is None else to_numpy(a) for a in arrays]
+                    for name, arrays in self.state.items()
+                },
+            }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (copied into the existing buffers).
 
-        Everything is checked before anything is copied, so a mismatching dict leaves the
-        updater unchanged.
+        Everything is checked before anything is copied, so a mismatching dict raises
+        ``TypeError`` or ``ValueError`` and leaves the updater unchanged.
         """
-        if state_dict.get("rule") != self.rule:
-            raise ValueError(
-                f"state_dict is for rule {state_dict.get('rule')!r}, not {self.rule!r}"
-            )
-        t = state_dict["t"]
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-            raise ValueError(f"state_dict['t'] must be an integer >= 0, got {t!r}")
-        hyper = dict(state_dict["hyperparameters"])
-        if set(hyper) != set(self.hyperparameters):
-            raise ValueError(
-                f"state_dict hyperparameters {sorted(hyper)} do not match "
-                f"{sorted(self.hyperparameters)}"
-            )
-        for name, value in hyper.items():
-            check_hyper(name, value)
-        saved, mine = state_dict["state"], self.state
-        if set(saved) != set(mine):
-            raise ValueError(f"state_dict state {sorted(saved)} does not match {sorted(mine)}")
-        for name, arrays in mine.items():
-            src = saved[name]
-            if len(src) != len(arrays):
-                raise ValueError(
-                    f"state_dict state '{name}' has {len(src)} arrays, expected {len(arrays)}"
-                )
-            for i, (dst, s) in enumerate(zip(arrays, src)):
-                if (dst is None) != (s is None):
-                    raise ValueError(f"state_dict state '{name}'[{i}]: presence differs")
-                if dst is not None and np.dtype(s.dtype) != np.dtype(dst.dtype):
-                    raise TypeError(
-                        f"state_dict state '{name}'[{i}]: dtype {np.dtype(s.dtype)} does not "
-                        f"match {np.dtype(dst.dtype)}"
-                    )
-                if dst is not None and tuple(np.shape(s)) != tuple(dst.shape):
-                    raise ValueError(
-                        f"state_dict state '{name}'[{i}]: {np.dtype(s.dtype)}{tuple(np.shape(s))}"
-                        f" does not match {np.dtype(dst.dtype)}{tuple(dst.shape)}"
-                    )
-        for name, arrays in mine.items():
-            for dst, s in zip(arrays, saved[name]):
-                if dst is not None:
-                    self._shared.backend.copy_from_numpy(dst, np.asarray(s))
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        self._shared.t = int(t)
-        self._shared.backend.hyper_changed(
-            self._shared.cache, self._packed_hyper(int(t) + 1), reset_step=True
+        t, hyper, saved = _check_state_dict(self, state_dict)
+        copy = self._shared.backend.copy_from_numpy
+        with self._shared.lock:
+            for name, arrays in self.state.items():
+                for dst, src in zip(arrays, saved[name]):
+                    if dst is not None:
+                        copy(dst, src)
+            momentum = hyper.pop("momentum", None)
+            self._stepper.set_hyperparameters(**native_fields(hyper))
+            self._shared.hyper.update(hyper)
+            if momentum is not None:
+                self._stepper.set_hyperparameters(momentum=momentum)
+                object.__setattr__(self, "_momentum", momentum)
+            self._stepper.t = t
+
+
+def _check_state_dict(upd: Updater, state_dict: Any) -> tuple[int, dict, dict]:
+    """Validate a state dict completely; return (t, hyperparameters, arrays by state name)."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    missing = {"rule", "t", "hyperparameters", "state"} - set(state_dict)
+    if missing:
+        raise ValueError(f"state_dict is missing {sorted(missing)}")
+    rule = state_dict["rule"]
+    if isinstance(rule, np.ndarray) and rule.ndim == 0:
+        rule = rule.item()
+    if rule != upd.rule:
+        raise ValueError(f"state_dict is for rule {rule!r}, not {upd.rule!r}")
+    t = check_count("state_dict['t']", state_dict["t"], 0)
+    hyper_in = state_dict["hyperparameters"]
+    if not isinstance(hyper_in, dict):
+        raise TypeError("state_dict['hyperparameters'] must be a dict")
+    if set(hyper_in) != set(upd.hyperparameters):
+        raise ValueError(
+            f"state_dict hyperparameters {sorted(hyper_in)} do not match "
+            f"{sorted(upd.hyperparameters)}"
         )
+    hyper = {name: check_hyper(name, value) for name, value in hyper_in.items()}
+    saved_in, mine = state_dict["state"], upd.state
+    if not isinstance(saved_in, dict):
+        raise TypeError("state_dict['state'] must be a dict")
+    if set(saved_in) != set(mine):
+        raise ValueError(f"state_dict state {sorted(saved_in)} does not match {sorted(mine)}")
+    saved: dict[str, list] = {}
+    for name, arrays in mine.items():
+        src = saved_in[name]
+        if not isinstance(src, (list, tuple)) or len(src) != len(arrays):
+            raise ValueError(
+                f"state_dict state '{name}' must be a list of {len(arrays)} arrays"
+            )
+        saved[name] = []
+        for i, (dst, s) in enumerate(zip(arrays, src)):
+            where = f"state_dict state '{name}'[{i}]"
+            if (dst is None) != (s is None):
+                raise ValueError(f"{where}: presence differs (None where an array is expected)")
+            if dst is None:
+                saved[name].append(None)
+                continue
+            if not isinstance(s, np.ndarray) and not hasattr(s, "__array__"):
+                raise TypeError(f"{where}: expected an array, got {type(s).__name__}")
+            s = np.asarray(s)
+            if s.dtype != np.dtype(dst.dtype):
+                raise TypeError(f"{where}: dtype {s.dtype} does not match {np.dtype(dst.dtype)}")
+            if s.shape != tuple(dst.shape):
+                raise ValueError(
+                    f"{where}: {s.dtype}{s.shape} does not match {np.dtype(dst.dtype)}"
+                    f"{tuple(dst.shape)}"
+                )
+            saved[name].append(s)
+    return t, hyper, saved
 
 
 def make_updater(spec: RuleSpec, params: Any, hyper: dict[str, Any]) -> Updater:
     """Build a rule updater after checking its hyperparameters and parameters."""
+    values = {}
     for name, value in hyper.items():
         if value is None:
             raise TypeError(f"{spec.name}() missing required hyperparameter {name!r}")
-        check_hyper(name, value)
-    return Updater(_Shared(spec, as_list(params, "params"), dict(hyper)))
+        values[name] = check_hyper(name, value)
+    shared = _Shared(spec, as_list(params, "params"), values)
+    return Updater(shared, shared.stepper, None)
 
 
 def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool) -> Updater:
@@ -307,7 +300,7 @@ def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool
             f"the {updater.rule} updater already has a momentum modifier; stacking two is "
             "not supported by the fused kernels"
         )
-    check_hyper("momentum", momentum)
+    mu = check_hyper("momentum", momentum)
     shared = updater._shared
     covered = range(len(shared.params))
     if params is not None:
@@ -317,8 +310,12 @@ def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool
             if id(p) not in ids:
                 raise ValueError(f"params[{j}] is not one of the updater's parameters")
         covered = {ids[id(p)] for p in chosen}
-    velocity = [
+    velocity = tuple(
         shared.backend.zeros_like(p, _state_dtype(p)) if i in covered else None
         for i, p in enumerate(shared.params)
-    ]
-    return Updater(shared, velocity, momentum, nesterov)
+    )
+    stepper = updater._stepper.with_momentum(list(velocity), bool(nesterov))
+    stepper.set_hyperparameters(momentum=mu)
+    wrapped = Updater(shared, stepper, velocity, bool(nesterov))
+    object.__setattr__(wrapped, "_momentum", mu)
+    return wrapped

@@ -1,0 +1,202 @@
+#include "cpu_stepper.h"
+
+#include <cmath>
+#include <limits>
+
+#include "../cpu/dispatch.h"
+#include "../rules/norm.h"
+#include "numpy_desc.h"
+
+namespace fusedupdates::bindings {
+namespace {
+
+double max_norm_value(const py::object& max_norm) {
+  const double x = PyFloat_AsDouble(max_norm.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgTypeError("max_norm must be a float");
+  }
+  if (!std::isfinite(x) || x < 0.0)
+    throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
+  return x;
+}
+
+// Takes the core's lock with the GIL released: a thread holding the lock may need the GIL to
+// finish, so waiting for the lock while holding the GIL could deadlock.
+std::unique_lock<std::mutex> lock_core(StepperCore& core) {
+  py::gil_scoped_release release;
+  return std::unique_lock<std::mutex>(core.mutex);
+}
+
+}  // namespace
+
+CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
+                       const std::vector<std::string>& state_names) {
+  if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
+  if (py::len(states) != state_names.size())
+    throw ArgValueError("states and state_names differ in length");
+  core_ = std::make_shared<StepperCore>();
+  rule_ = static_cast<RuleId>(rule);
+  state_names_ = state_names;
+  const py::tuple p = hold_items(params, "params");
+  for (const py::handle a : p) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  std::vector<ArrayGroup> groups;
+  groups.push_back(describe_list(p, "params", true));
+  for (size_t k = 0; k < state_names.size(); ++k) {
+    const std::string name = "state '" + state_names[k] + "'";
+    const py::tuple s = hold_items(states[k], name.c_str());
+    groups.push_back(describe_list(s, name, true));
+    for (const py::handle a : s) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  }
+  build(groups, false);
+}
+
+std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& velocity,
+                                                      bool nesterov) const {
+  if (has_velocity_)
+    throw ArgValueError("this stepper already has a momentum modifier; stacking two is not "
+                        "supported by the fused kernels");
+  std::shared_ptr<CpuStepper> w(new CpuStepper());
+  w->core_ = core_;
+  w->rule_ = rule_;
+  w->nesterov_ = nesterov;
+  w->state_names_ = state_names_;
+  w->arrays_ = arrays_;
+  const py::tuple v = hold_items(velocity, "velocity");
+  for (const py::handle a : v) w->arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  const size_t n = size();
+  std::vector<ArrayGroup> groups;
+  for (size_t k = 0; k <= state_names_.size(); ++k) {
+    py::tuple items(n);
+    for (size_t i = 0; i < n; ++i) items[i] = arrays_[k * n + i];
+    groups.push_back(describe_list(items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'",
+                                   true));
+  }
+  groups.push_back(describe_list(v, "state 'velocity'", true, /*optional_items=*/true));
+  w->build(groups, true);
+  return w;
+}
+
+void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity) {
+  has_velocity_ = has_velocity;
+  const ArrayGroup& params = groups[0];
+  std::vector<const ArrayGroup*> states;
+  std::vector<bool> allow_missing;
+  for (size_t k = 1; k < groups.size(); ++k) {
+    states.push_back(&groups[k]);
+    allow_missing.push_back(has_velocity && k + 1 == groups.size());
+  }
+  fixed_ = FixedArrays(params, states, allow_missing);
+  for (const ArrayGroup& g : groups)
+    for (const ArrayDesc& a : g.arrays) array_ptrs_.push_back(a.present ? a.ptr : 0);
+
+  const size_t n = params.arrays.size();
+  const size_t rule_states = state_names_.size();
+  for (size_t i = 0; i < n; ++i) {
+    const DType dtype = params.arrays[i].dtype;
+    size_t plan = 0;
+    while (plan < plans_.size() && plans_[plan].dtype != dtype) ++plan;
+    if (plan == plans_.size()) plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, {}, {}});
+    cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr), nullptr, {},
+                         params.arrays[i].numel, false};
+    for (size_t k = 0; k < rule_states; ++k)
+      slot.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+    if (has_velocity && groups.back().arrays[i].present) {
+      slot.with_momentum = true;
+      slot.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
+    }
+    slot_of_.push_back(SlotRef{static_cast<uint32_t>(plan),
+                               static_cast<uint32_t>(plans_[plan].tensors.size())});
+    plans_[plan].tensors.push_back(slot);
+  }
+}
+
+// A param or state made read-only (arr.flags.writeable = False) after the stepper was built
+// must not be written: a per-array flag read, no Python call.
+void CpuStepper::check_fixed_unchanged() const {
+  const size_t n = size();
+  for (size_t j = 0; j < arrays_.size(); ++j) {
+    if (array_ptrs_[j] == 0 || still_writeable_at(arrays_[j], array_ptrs_[j])) continue;
+    const size_t group = j / n, i = j % n;
+    const std::string name = group == 0                        ? "params"
+                             : group <= state_names_.size() ? "state '" + state_names_[group - 1] + "'"
+                                                            : "state 'velocity'";
+    throw ArgValueError(name + "[" + std::to_string(i) +
+                        "]: the array was made read-only after the updater was built");
+  }
+}
+
+py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm) {
+  const py::tuple held = hold_items(grads, "grads");  // keeps every grad alive until we return
+  const size_t n = size();
+  fixed_.check_grad_count(held.size());
+  thread_local std::vector<const void*> grad_ptrs;
+  grad_ptrs.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc g = describe_numpy(held[i], "grads", i, false);
+    fixed_.check_grad(g, i);
+    grad_ptrs[i] = reinterpret_cast<const void*>(g.ptr);
+  }
+  check_fixed_unchanged();
+  const bool clip = !max_norm.is_none();
+  const double bound = clip ? max_norm_value(max_norm) : 0.0;
+  double norm = std::numeric_limits<double>::quiet_NaN();
+  {
+    py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(core_->mutex);
+    HyperParams h = core_->hyper;
+    h.momentum = momentum_;
+    h.step = static_cast<double>(core_->t + 1);
+    h.grad_scale = 1.0;
+    for (cpu::StepPlan& plan : plans_) plan.hyper = h;
+    for (size_t i = 0; i < n; ++i)
+      plans_[slot_of_[i].plan].tensors[slot_of_[i].slot].grad = grad_ptrs[i];
+    const cpu::KernelTable& k = cpu::kernels();
+    const int threads = cpu::num_threads();
+    if (clip) {
+      double sum = 0.0;
+      for (const cpu::StepPlan& plan : plans_) sum += k.plan_sum_squares(plan, threads);
+      norm = std::sqrt(sum);
+      const double scale = norm_multiplier(norm, bound, kClipEpsilon);
+      for (cpu::StepPlan& plan : plans_) plan.hyper.grad_scale = scale;
+    }
+    for (const cpu::StepPlan& plan : plans_) k.apply_step(plan, threads);
+    core_->t += 1;
+  }
+  if (!clip) return py::none();
+  return py::float_(norm);
+}
+
+void CpuStepper::set_hyperparameters(const py::kwargs& kwargs) {
+  const HyperUpdate update = parse_hyper_kwargs(kwargs);
+  if (update.has(kField_momentum) && !has_velocity_)
+    throw ArgTypeError("momentum: this stepper has no momentum modifier");
+  const auto lock = lock_core(*core_);
+  update.apply_to(core_->hyper, /*with_momentum=*/false);
+  if (update.has(kField_momentum)) momentum_ = update.values.momentum;
+}
+
+py::dict CpuStepper::hyperparameters() const {
+  HyperParams h;
+  {
+    const auto lock = lock_core(*core_);
+    h = core_->hyper;
+    h.momentum = momentum_;
+  }
+  return hyper_to_dict(h);
+}
+
+int64_t CpuStepper::t() const {
+  const auto lock = lock_core(*core_);
+  return core_->t;
+}
+
+void CpuStepper::set_t(int64_t t) {
+  // t + 1 is used as a double (the bias corrections): keep it exact.
+  if (t < 0 || t >= (int64_t{1} << 53))
+    throw ArgValueError("t must be an integer in [0, 2**53), got " + std::to_string(t));
+  const auto lock = lock_core(*core_);
+  core_->t = t;
+}
+
+}  // namespace fusedupdates::bindings

@@ -1,0 +1,77 @@
+// _cpu.Stepper: the native object behind one updater. Built once from the rule, the params,
+// the states and (for a momentum wrapper) the velocity, it validates those fixed arrays once,
+// holds a reference to each of them, and owns the step counter t and the hyperparameters.
+// A step describes and checks only the grads, then releases the GIL and runs one kernel call.
+//
+// Threads: a step, a change of t or of the hyperparameters each run under the lock of the
+// stepper's core (shared with its momentum wrappers, which share its t and states), taken
+// with the GIL released, so concurrent calls are serialised, never interleaved.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../common/validate.h"
+#include "../cpu/step_plan.h"
+#include "hyper_binding.h"
+
+namespace fusedupdates::bindings {
+
+namespace py = pybind11;
+
+// What a rule stepper and the momentum steppers wrapping it share: one t, one set of rule
+// hyperparameters, one lock.
+struct StepperCore {
+  std::mutex mutex;
+  HyperParams hyper;  // the rule's fields; each momentum stepper keeps its own momentum
+  int64_t t = 0;      // updates applied
+};
+
+class CpuStepper {
+ public:
+  // states: one list per rule state (in the rule's order), each as long as params.
+  CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
+             const std::vector<std::string>& state_names);
+
+  // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares
+  // this stepper's core (t, rule hyperparameters, lock) and state arrays. velocity: one
+  // entry per param, None where the modifier does not apply.
+  std::shared_ptr<CpuStepper> with_momentum(const py::sequence& velocity, bool nesterov) const;
+
+  // One fused update of every param; returns the total norm (a float) when max_norm is given.
+  py::object step(const py::handle& grads, const py::object& max_norm);
+  void set_hyperparameters(const py::kwargs& kwargs);
+  py::dict hyperparameters() const;
+  int64_t t() const;
+  void set_t(int64_t t);
+  size_t size() const { return fixed_.size(); }
+  bool has_momentum() const { return has_velocity_; }
+
+ private:
+  CpuStepper() = default;
+  void build(const std::vector<ArrayGroup>& groups, bool has_velocity);
+  void check_fixed_unchanged() const;
+
+  std::shared_ptr<StepperCore> core_;
+  RuleId rule_ = RuleId::kSgd;
+  bool nesterov_ = false;
+  bool has_velocity_ = false;
+  double momentum_ = 0.0;
+  std::vector<std::string> state_names_;
+  // The arrays the stepper writes, with a reference held for its whole life: param i, then
+  // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).
+  std::vector<py::object> arrays_;
+  std::vector<std::uintptr_t> array_ptrs_;  // their data pointers, as validated
+  FixedArrays fixed_;
+  std::vector<cpu::StepPlan> plans_;  // one per storage dtype; grad pointers set per step
+  struct SlotRef {
+    uint32_t plan, slot;
+  };
+  std::vector<SlotRef> slot_of_;  // param i -> its slot
+};
+
+}  // namespace fusedupdates::bindings
