@@ -22,9 +22,11 @@ def _misaligned(n: int, dtype=np.float64) -> np.ndarray:
 
 
 def _snapshot(upd):
-    return upd.t, [p.copy() for p in upd.params], {
-        k: [None if s is None else s.copy() for s in v] for k, v in upd.state.items()
-    }
+    return (
+        upd.t,
+        [p.copy() for p in upd.params],
+        {k: [None if s is None else s.copy() for s in v] for k, v in upd.state.items()},
+    )
 
 
 def _assert_unchanged(upd, snap):

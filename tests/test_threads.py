@@ -135,8 +135,10 @@ def test_inner_and_wrapper_share_t_and_lock():
     grad = np.full(N, 0.5, np.float32)
     inner = fu.rmsprop([np.ones(N, np.float32)], learning_rate=0.01)
     outer = fu.apply_momentum(inner, momentum=0.5)
-    threads = [threading.Thread(target=lambda u=u: [u.step([grad]) for _ in range(20)])
-               for u in (inner, outer, inner, outer)]
+    threads = [
+        threading.Thread(target=lambda u=u: [u.step([grad]) for _ in range(20)])
+        for u in (inner, outer, inner, outer)
+    ]
     for th in threads:
         th.start()
     for th in threads:

@@ -20,7 +20,8 @@ namespace {
 // The inner loop over one contiguous piece. Separate __restrict pointers per stream (not an
 // array of pointers) let the compiler prove the streams independent and vectorise.
 template <class S, class Rule>
-void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, const S* __restrict g,
+void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p,
+                 const S* __restrict g,
                  compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
                  compute_t<S>* __restrict s2, compute_t<S>* __restrict s3, int64_t n) {
   using T = compute_t<S>;
@@ -33,7 +34,7 @@ void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, con
     if constexpr (K > 2) s[2] = s2[i];
     if constexpr (K > 3) s[3] = s3[i];
     p[i] = static_cast<S>(
-        update_element(rule, grad_scale, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
+        update_element(rule, k, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
     if constexpr (K > 0) s0[i] = s[0];
     if constexpr (K > 1) s1[i] = s[1];
     if constexpr (K > 2) s2[i] = s[2];
@@ -43,7 +44,7 @@ void apply_piece(const Rule& rule, compute_t<S> grad_scale, S* __restrict p, con
 
 // float16 storage: widen a tile of p and g to float, run the float loop, narrow p back.
 template <class Rule>
-void apply_piece_half(const Rule& rule, float grad_scale, half_t* p, const half_t* g,
+void apply_piece_half(const Rule& rule, const ElementScalars<float>& k, half_t* p, const half_t* g,
                       float* const* s, int64_t n) {
   alignas(64) float p32[kHalfTile];
   alignas(64) float g32[kHalfTile];
@@ -52,18 +53,18 @@ void apply_piece_half(const Rule& rule, float grad_scale, half_t* p, const half_
     widen(p + i, p32, w);
     widen(g + i, g32, w);
     const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
-    apply_piece<float>(rule, grad_scale, p32, g32, at(0), at(1), at(2), at(3), w);
+    apply_piece<float>(rule, k, p32, g32, at(0), at(1), at(2), at(3), w);
     narrow(p32, p + i, w);
   }
 }
 
 template <class S, class Rule>
-void apply_any_piece(const Rule& rule, compute_t<S> grad_scale, S* p, const S* g,
+void apply_any_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* p, const S* g,
                      compute_t<S>* const* s, int64_t n) {
   if constexpr (std::is_same_v<S, half_t>)
-    apply_piece_half(rule, grad_scale, p, g, s, n);
+    apply_piece_half(rule, k, p, g, s, n);
   else
-    apply_piece<S>(rule, grad_scale, p, g, s[0], s[1], s[2], s[3], n);
+    apply_piece<S>(rule, k, p, g, s[0], s[1], s[2], s[3], n);
 }
 
 template <class S, template <class> class R>
@@ -72,7 +73,7 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
   const R<T> plain(plan.hyper);
   const WithMomentum<R<T>, false> heavy_ball(plan.hyper);
   const WithMomentum<R<T>, true> nesterov(plan.hyper);
-  const T grad_scale = static_cast<T>(plan.hyper.grad_scale);
+  const ElementScalars<T> scalars(plan.hyper);
   const ElementRanges ranges(plan.tensors.size(), [&](size_t i) { return plan.tensors[i].numel; });
   ranges.parallel_for_pieces(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
     const TensorSlot& slot = plan.tensors[t];
@@ -83,11 +84,11 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
     const S* g = static_cast<const S*>(slot.grad) + lo;
     const int64_t n = hi - lo;
     if (!slot.with_momentum)
-      apply_any_piece<S>(plain, grad_scale, p, g, s, n);
+      apply_any_piece<S>(plain, scalars, p, g, s, n);
     else if (plan.nesterov)
-      apply_any_piece<S>(nesterov, grad_scale, p, g, s, n);
+      apply_any_piece<S>(nesterov, scalars, p, g, s, n);
     else
-      apply_any_piece<S>(heavy_ball, grad_scale, p, g, s, n);
+      apply_any_piece<S>(heavy_ball, scalars, p, g, s, n);
   });
 }
 

@@ -94,6 +94,7 @@ struct StreamArgs {
 static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (1 + kMaxStates) &&
                   sizeof(ChunkRef) == 8,
               "device tables are uploaded as raw bytes: keep their layout fixed");
-static_assert(sizeof(HyperParams) == 7 * sizeof(double), "HyperParams must stay 7 doubles");
+// The control block is uploaded as raw bytes too: HyperParams is all doubles, no padding.
+static_assert(sizeof(HyperParams) % sizeof(double) == 0, "HyperParams must be all doubles");
 
 }  // namespace fusedupdates::cuda

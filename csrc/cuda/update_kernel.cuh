@@ -14,7 +14,8 @@ namespace fusedupdates::cuda {
 // Load, update_element, store over elements [lo, lo + n) of one tensor. 16-byte packs when
 // every stream of the tensor is aligned, scalar otherwise and for the tail.
 template <class S, class Rule>
-__device__ __forceinline__ void apply_chunk(const Rule& rule, compute_t<S> grad_scale,
+__device__ __forceinline__ void apply_chunk(const Rule& rule,
+                                            const ElementScalars<compute_t<S>>& k,
                                             const TensorPtrs& t, const S* __restrict__ grad,
                                             int64_t lo, int64_t n) {
   using T = compute_t<S>;
@@ -45,7 +46,7 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule, compute_t<S> grad_
 #pragma unroll
         for (int k = 0; k < K; ++k) e[k] = sv[k].v[j];
         pv.v[j] = to_storage<S>(
-            update_element(rule, grad_scale, to_compute<S>(pv.v[j]), to_compute<S>(gv.v[j]), e));
+            update_element(rule, k, to_compute<S>(pv.v[j]), to_compute<S>(gv.v[j]), e));
 #pragma unroll
         for (int k = 0; k < K; ++k) sv[k].v[j] = e[k];
       }
@@ -60,7 +61,7 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule, compute_t<S> grad_
 #pragma unroll
     for (int k = 0; k < K; ++k) e[k] = s[k][i];
     p[i] = to_storage<S>(
-        update_element(rule, grad_scale, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
+        update_element(rule, k, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
 #pragma unroll
     for (int k = 0; k < K; ++k) s[k][i] = e[k];
   }
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   using Modified = WithMomentum<Plain, kNesterov>;
   __shared__ alignas(16) unsigned char plain_bytes[sizeof(Plain)];
   __shared__ alignas(16) unsigned char modified_bytes[sizeof(Modified)];
-  __shared__ double shared_scale;
+  __shared__ alignas(16) unsigned char scalar_bytes[sizeof(ElementScalars<T>)];
 
   // Clipping: every block sums the same partials in the same order, so every block derives
   // the same multiplier without a grid-wide barrier or an extra launch.
@@ -99,13 +100,13 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     }
     new (plain_bytes) Plain(h);
     new (modified_bytes) Modified(h);
-    shared_scale = h.grad_scale;
+    new (scalar_bytes) ElementScalars<T>(h);
     step = h.step;
   }
   __syncthreads();
   const Plain plain = *reinterpret_cast<const Plain*>(plain_bytes);
   const Modified modified = *reinterpret_cast<const Modified*>(modified_bytes);
-  const T grad_scale = static_cast<T>(shared_scale);
+  const ElementScalars<T> scalars = *reinterpret_cast<const ElementScalars<T>*>(scalar_bytes);
 
   for (int64_t c = a.chunk_begin + blockIdx.x; c < a.chunk_end; c += gridDim.x) {
     const ChunkRef ref = a.chunks[c];
@@ -115,9 +116,9 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     int64_t lo, n;
     chunk_range(ref, meta.numel, lo, n);
     if (meta.with_momentum)
-      apply_chunk<S>(modified, grad_scale, ptrs, grad, lo, n);
+      apply_chunk<S>(modified, scalars, ptrs, grad, lo, n);
     else
-      apply_chunk<S>(plain, grad_scale, ptrs, grad, lo, n);
+      apply_chunk<S>(plain, scalars, ptrs, grad, lo, n);
   }
 
   // t on the device: the last block to finish stores the t this step used. Every block read

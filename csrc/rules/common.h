@@ -26,7 +26,9 @@ namespace fusedupdates {
   X(beta1, "beta1 of the adam family, rho of rmsprop / adadelta") \
   X(beta2, "beta2 of the adam family")                            \
   X(epsilon, "stability constant")                                \
-  X(momentum, "mu of the momentum modifier")
+  X(momentum, "mu of the momentum modifier")                      \
+  X(weight_decay, "L2 weight decay: g <- g + weight_decay * p")   \
+  X(decoupled_weight_decay, "decoupled (AdamW): p <- p (1 - lr wd)")
 
 // Everything a rule may need for one step, as doubles. The user's fields are set through
 // set_hyperparameters; step and grad_scale are filled by the backend for each step (on the GPU

@@ -9,13 +9,30 @@
 
 namespace fusedupdates {
 
-// The whole per-element step, shared by every backend: scale the gradient by the
-// total-norm multiplier, run the rule, add its delta to the parameter (in T).
+// The per-step scalars applied around every rule: the total-norm multiplier of the gradient,
+// torch-style L2 weight decay (added to the gradient after clipping) and decoupled weight
+// decay (AdamW: the parameter shrinks before the rule's delta is added). Both decays are
+// exact no-ops at 0: the gradient is selected unchanged and the parameter multiplied by 1.
+template <typename T>
+struct ElementScalars {
+  T grad_scale, l2, keep;
+  FU_HD explicit ElementScalars(const HyperParams& h)
+      : grad_scale(T(h.grad_scale)),
+        l2(T(h.weight_decay)),
+        keep(T(1.0 - h.learning_rate * h.decoupled_weight_decay)) {}
+};
+
+// The whole per-element step, shared by every backend: scale the gradient by the total-norm
+// multiplier, add the L2 decay, run the rule, add its delta to the (decayed) parameter, in T.
 template <class Rule>
 FU_HD typename Rule::value_type update_element(
-    const Rule& rule, typename Rule::value_type grad_scale, typename Rule::value_type p,
-    typename Rule::value_type g, StateVec<typename Rule::value_type, Rule::kNumStates>& s) {
-  return p + rule(g * grad_scale, s);
+    const Rule& rule, const ElementScalars<typename Rule::value_type>& k,
+    typename Rule::value_type p, typename Rule::value_type g,
+    StateVec<typename Rule::value_type, Rule::kNumStates>& s) {
+  using T = typename Rule::value_type;
+  const T scaled = g * k.grad_scale;
+  const T grad = k.l2 != T(0) ? scaled + k.l2 * p : scaled;
+  return p * k.keep + rule(grad, s);
 }
 
 // Calls f.template operator()<RuleTemplate>() for the rule named by id; returns false for

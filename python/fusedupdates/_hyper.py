@@ -38,8 +38,8 @@ def check_hyper(name: str, value: Any) -> float:
     x = _as_float(name, value)
     if name in ("rho", "beta1", "beta2", "momentum") and not 0.0 <= x < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {x}")
-    if name == "epsilon" and x < 0.0:
-        raise ValueError(f"epsilon must be >= 0, got {x}")
+    if name in ("epsilon", "weight_decay") and x < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {x}")
     return x
 
 
@@ -73,7 +73,12 @@ def check_step(step: Any) -> int:
     return check_count("step", step, 1)
 
 
-def native_fields(values: dict[str, float]) -> dict[str, float]:
+def native_fields(values: dict[str, float], decoupled: bool = False) -> dict[str, float]:
     """Validated hyperparameters by user name -> keyword arguments of
-    ``Stepper.set_hyperparameters`` (the native field names)."""
-    return {FIELD_OF[name]: value for name, value in values.items()}
+    ``Stepper.set_hyperparameters`` (the native field names). ``weight_decay`` goes to the
+    L2 field, or to the decoupled one (AdamW) when ``decoupled``; the other is zeroed."""
+    fields = {FIELD_OF[name]: value for name, value in values.items() if name != "weight_decay"}
+    if "weight_decay" in values:
+        fields["decoupled_weight_decay" if decoupled else "weight_decay"] = values["weight_decay"]
+        fields["weight_decay" if decoupled else "decoupled_weight_decay"] = 0.0
+    return fields

@@ -13,6 +13,13 @@ momentum : float
     The modifier's momentum (used only with ``velocity``).
 nesterov : bool
     Nesterov form of the modifier.
+weight_decay : float
+    Weight decay, fused into the same pass (default 0). L2 (torch's convention, the default):
+    ``g <- g + weight_decay * p`` after clipping, before the rule; a Lasagne penalty
+    ``lambda * l2(params)`` added to the loss is ``weight_decay = 2 * lambda``.
+decoupled_weight_decay : bool
+    Decoupled weight decay instead (AdamW, torch's ``decoupled_weight_decay``):
+    ``p <- p * (1 - learning_rate * weight_decay)`` before the rule's update is added.
 max_norm : float or None
     If given, the gradients are scaled by Lasagne's ``total_norm_constraint`` multiplier
     (``epsilon=1e-7``) inside the step; the caller's arrays are not modified and the total
@@ -63,6 +70,8 @@ def fused_step(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Apply rule ``spec`` once to every parameter (the engine under every public step).
 
@@ -86,6 +95,7 @@ def fused_step(
     else:
         t = 1 if step is None else _hyper.check_step(step)
     values = {name: _hyper.check_hyper(name, hyper[name]) for name in spec.defaults}
+    values["weight_decay"] = _hyper.check_hyper("weight_decay", weight_decay)
     if velocity_list is not None:
         values["momentum"] = _hyper.check_hyper("momentum", momentum)
     clip = _hyper.check_max_norm(max_norm)
@@ -93,7 +103,7 @@ def fused_step(
     stepper = backend.make_stepper(spec.rule_id, params, state_lists, list(spec.state_names))
     if velocity_list is not None:
         stepper = stepper.with_momentum(velocity_list, bool(nesterov))
-    stepper.set_hyperparameters(**_hyper.native_fields(values))
+    stepper.set_hyperparameters(**_hyper.native_fields(values, bool(decoupled_weight_decay)))
     stepper.t = t - 1
     return stepper.step(grads, clip)
 
@@ -107,6 +117,8 @@ def sgd(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Stochastic gradient descent: ``p <- p - learning_rate * g``.
 
@@ -127,6 +139,8 @@ def sgd(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -138,6 +152,8 @@ def momentum(
     learning_rate: float,
     momentum: float = 0.9,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """SGD with classical momentum: ``v <- mu v - lr g``; ``p <- p + v``.
 
@@ -158,6 +174,8 @@ def momentum(
         momentum=momentum,
         nesterov=False,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -169,6 +187,8 @@ def nesterov_momentum(
     learning_rate: float,
     momentum: float = 0.9,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """SGD with Nesterov momentum: ``v <- mu v - lr g``; ``p <- p + mu v - lr g``.
 
@@ -189,6 +209,8 @@ def nesterov_momentum(
         momentum=momentum,
         nesterov=True,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -203,6 +225,8 @@ def adagrad(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Adagrad: ``a <- a + g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
 
@@ -223,6 +247,8 @@ def adagrad(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -238,6 +264,8 @@ def rmsprop(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """RMSProp: ``a <- rho a + (1 - rho) g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
 
@@ -258,6 +286,8 @@ def rmsprop(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -274,6 +304,8 @@ def adadelta(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Adadelta (Zeiler 2012) with Lasagne's learning rate.
 
@@ -297,6 +329,8 @@ def adadelta(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -315,6 +349,8 @@ def adam(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Adam (Kingma & Ba 2014) as in Lasagne.
 
@@ -341,6 +377,8 @@ def adam(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -359,6 +397,8 @@ def adamax(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """Adamax, the infinity-norm variant of Adam.
 
@@ -385,6 +425,8 @@ def adamax(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -404,6 +446,8 @@ def amsgrad(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> Norm:
     """AMSGrad: Adam with ``v_hat <- max(v_hat, v)`` in the denominator.
 
@@ -427,4 +471,6 @@ def amsgrad(
         momentum=momentum,
         nesterov=nesterov,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )

@@ -60,11 +60,16 @@ def _apply(
     momentum: float,
     nesterov: bool,
     max_norm: float | None,
+    decay: tuple[float, float, bool] = (0.0, 0.0, False),
 ) -> float | None:
-    """Clip the grads, compute each inner ``delta``, apply the momentum modifier, write ``p``.
+    """Clip the grads, add weight decay, compute each inner ``delta``, apply the momentum
+    modifier, write ``p``.
 
     ``inner(g, *state)`` updates its state buffers in place and returns ``delta = p' - p``.
+    ``decay`` is ``(learning_rate, weight_decay, decoupled)``: L2 adds ``wd * p`` to the
+    (clipped) gradient; decoupled shrinks ``p`` by ``1 - lr * wd`` before ``delta`` is added.
     """
+    learning_rate, weight_decay, decoupled = decay
     ps = _as_list(params)
     gs = _as_list(grads, len(ps), "grads")
     sts = [_as_list(s, len(ps), "state") for s in states]
@@ -73,7 +78,11 @@ def _apply(
     if max_norm is not None:
         gs, norm = total_norm_constraint(gs, max_norm, return_norm=True)
     for i, (p, g) in enumerate(zip(ps, gs)):
+        if weight_decay and not decoupled:
+            g = g + weight_decay * p
         delta = inner(g, *[s[i] for s in sts])
+        if weight_decay and decoupled:
+            p[...] = p * (1 - learning_rate * weight_decay)
         v = vs[i]
         if v is None:  # no modifier for this parameter
             p[...] = p + delta
@@ -95,6 +104,8 @@ def sgd(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """Stochastic gradient descent: ``p <- p - lr * g``.
 
@@ -112,6 +123,9 @@ def sgd(
         Use ``apply_nesterov_momentum`` instead of ``apply_momentum``.
     max_norm : float, optional
         Clip the grads with :func:`total_norm_constraint` first.
+    weight_decay : float, optional
+        L2 weight decay ``g <- g + wd * p`` (after clipping), or with ``decoupled_weight_decay``
+        the AdamW form ``p <- p * (1 - learning_rate * wd)`` before the update.
 
     Returns
     -------
@@ -122,7 +136,17 @@ def sgd(
     def inner(g):
         return -learning_rate * g
 
-    return _apply(inner, params, grads, [], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def momentum(
@@ -133,6 +157,8 @@ def momentum(
     learning_rate: float,
     momentum: float = 0.9,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """SGD with classical momentum: ``v <- mu v - lr g; p <- p + v``. See :func:`sgd`."""
     return sgd(
@@ -143,6 +169,8 @@ def momentum(
         momentum=momentum,
         nesterov=False,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -154,6 +182,8 @@ def nesterov_momentum(
     learning_rate: float,
     momentum: float = 0.9,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """SGD with Nesterov momentum: ``v <- mu v - lr g; p <- p + mu v - lr g``. See :func:`sgd`."""
     return sgd(
@@ -164,6 +194,8 @@ def nesterov_momentum(
         momentum=momentum,
         nesterov=True,
         max_norm=max_norm,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -178,6 +210,8 @@ def adagrad(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """Adagrad: ``a <- a + g^2; p <- p - lr g / sqrt(a + eps)``. Other arguments as :func:`sgd`.
 
@@ -191,7 +225,17 @@ def adagrad(
         a[...] = a + g**2
         return -learning_rate * g / np.sqrt(a + epsilon)
 
-    return _apply(inner, params, grads, [accu], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [accu],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def rmsprop(
@@ -206,6 +250,8 @@ def rmsprop(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """RMSProp: ``a <- rho a + (1 - rho) g^2; p <- p - lr g / sqrt(a + eps)``.
 
@@ -221,7 +267,17 @@ def rmsprop(
         a[...] = rho * a + (1 - rho) * g**2
         return -learning_rate * g / np.sqrt(a + epsilon)
 
-    return _apply(inner, params, grads, [accu], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [accu],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def adadelta(
@@ -237,6 +293,8 @@ def adadelta(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """Adadelta, with Lasagne's learning rate and epsilon inside both square roots.
 
@@ -255,7 +313,17 @@ def adadelta(
         d[...] = rho * d + (1 - rho) * u**2
         return -learning_rate * u
 
-    return _apply(inner, params, grads, [accu, delta_accu], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [accu, delta_accu],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def _check_step(step: int) -> int:
@@ -279,6 +347,8 @@ def adam(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """Adam as in Lasagne: epsilon outside the sqrt and not bias-corrected.
 
@@ -300,7 +370,17 @@ def adam(
         v_[...] = beta2 * v_ + (1 - beta2) * g**2
         return -a_t * m_ / (np.sqrt(v_) + epsilon)
 
-    return _apply(inner, params, grads, [m, v], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [m, v],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def adamax(
@@ -318,6 +398,8 @@ def adamax(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """Adamax: ``a_t = lr / (1 - b1^t); m <- b1 m + (1-b1) g; u <- max(b2 u, |g|);
     p <- p - a_t m / (u + eps)``.
@@ -335,7 +417,17 @@ def adamax(
         u_[...] = np.maximum(beta2 * u_, np.abs(g))
         return -a_t * m_ / (u_ + epsilon)
 
-    return _apply(inner, params, grads, [m, u], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [m, u],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def amsgrad(
@@ -354,6 +446,8 @@ def amsgrad(
     momentum: float = 0.9,
     nesterov: bool = False,
     max_norm: float | None = None,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
 ) -> float | None:
     """AMSGrad: as :func:`adam`, plus ``v_hat <- max(v_hat, v)`` used in the denominator.
 
@@ -371,7 +465,17 @@ def amsgrad(
         vh[...] = np.maximum(vh, v_)
         return -a_t * m_ / (np.sqrt(vh) + epsilon)
 
-    return _apply(inner, params, grads, [m, v, v_hat], velocity, momentum, nesterov, max_norm)
+    return _apply(
+        inner,
+        params,
+        grads,
+        [m, v, v_hat],
+        velocity,
+        momentum,
+        nesterov,
+        max_norm,
+        (learning_rate, weight_decay, decoupled_weight_decay),
+    )
 
 
 def _times(x: Array, factor: Any) -> Array:

@@ -29,7 +29,7 @@ class _Shared:
     the state buffers, the rule's hyperparameters and the lock. (Their native steppers share
     ``t`` and the hyperparameters the same way.)"""
 
-    def __init__(self, spec: RuleSpec, params: list, hyper: dict[str, float]):
+    def __init__(self, spec: RuleSpec, params: list, hyper: dict[str, float], decoupled: bool):
         if not params:
             raise ValueError(
                 f"{spec.name}() got an empty parameter list: pass the arrays to update"
@@ -37,6 +37,7 @@ class _Shared:
         self.spec = spec
         self.params = tuple(params)
         self.hyper = dict(hyper)
+        self.decoupled = decoupled  # weight_decay is AdamW-style (fixed for the updater's life)
         self.backend = backend_for(params)
         self.state = {
             name: tuple(self.backend.zeros_like(p, _state_dtype(p)) for p in params)
@@ -44,10 +45,12 @@ class _Shared:
         }
         self.lock = threading.Lock()
         self.stepper = self.backend.make_stepper(
-            spec.rule_id, list(params), [list(self.state[n]) for n in spec.state_names],
+            spec.rule_id,
+            list(params),
+            [list(self.state[n]) for n in spec.state_names],
             list(spec.state_names),
         )
-        self.stepper.set_hyperparameters(**native_fields(self.hyper))
+        self.stepper.set_hyperparameters(**native_fields(self.hyper, decoupled))
 
 
 def _state_dtype(param: Any) -> np.dtype:
@@ -86,7 +89,7 @@ class Updater:
 
     # --- hyperparameters as attributes -------------------------------------------------
     def _hyper_names(self) -> tuple[str, ...]:
-        names = tuple(self._shared.spec.defaults)
+        names = tuple(self._shared.hyper)
         return names + ("momentum",) if self._velocity is not None else names
 
     def __getattr__(self, name: str) -> Any:
@@ -105,7 +108,7 @@ class Updater:
             )
         x = check_hyper(name, value)  # raises before anything is stored
         with self._shared.lock:
-            self._stepper.set_hyperparameters(**native_fields({name: x}))
+            self._stepper.set_hyperparameters(**native_fields({name: x}, self._shared.decoupled))
             if name == "momentum":
                 object.__setattr__(self, "_momentum", x)
             else:
@@ -144,6 +147,11 @@ class Updater:
         if self._velocity is not None:
             state[VELOCITY] = list(self._velocity)
         return state
+
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        """Whether ``weight_decay`` is decoupled (AdamW) rather than L2; fixed at creation."""
+        return self._shared.decoupled
 
     @property
     def hyperparameters(self) -> dict[str, float]:
@@ -194,6 +202,7 @@ class Updater:
         with self._shared.lock:
             return {
                 "rule": self.rule,
+                "decoupled_weight_decay": self.decoupled_weight_decay,
                 "t": self.t,
                 "hyperparameters": dict(self.hyperparameters),
                 "state": {
@@ -216,7 +225,7 @@ class Updater:
                     if dst is not None:
                         copy(dst, src)
             momentum = hyper.pop("momentum", None)
-            self._stepper.set_hyperparameters(**native_fields(hyper))
+            self._stepper.set_hyperparameters(**native_fields(hyper, self._shared.decoupled))
             self._shared.hyper.update(hyper)
             if momentum is not None:
                 self._stepper.set_hyperparameters(momentum=momentum)
@@ -237,9 +246,17 @@ def _check_state_dict(upd: Updater, state_dict: Any) -> tuple[int, dict, dict]:
     if rule != upd.rule:
         raise ValueError(f"state_dict is for rule {rule!r}, not {upd.rule!r}")
     t = check_count("state_dict['t']", state_dict["t"], 0)
+    decoupled = state_dict.get("decoupled_weight_decay", False)  # absent: saved before 0.2
+    if bool(decoupled) != upd.decoupled_weight_decay:
+        raise ValueError(
+            f"state_dict has decoupled_weight_decay={bool(decoupled)}, this updater "
+            f"{upd.decoupled_weight_decay}"
+        )
     hyper_in = state_dict["hyperparameters"]
     if not isinstance(hyper_in, dict):
         raise TypeError("state_dict['hyperparameters'] must be a dict")
+    if "weight_decay" not in hyper_in:  # saved before weight decay existed: none was applied
+        hyper_in = {**hyper_in, "weight_decay": 0.0}
     if set(hyper_in) != set(upd.hyperparameters):
         raise ValueError(
             f"state_dict hyperparameters {sorted(hyper_in)} do not match "
@@ -255,9 +272,7 @@ def _check_state_dict(upd: Updater, state_dict: Any) -> tuple[int, dict, dict]:
     for name, arrays in mine.items():
         src = saved_in[name]
         if not isinstance(src, (list, tuple)) or len(src) != len(arrays):
-            raise ValueError(
-                f"state_dict state '{name}' must be a list of {len(arrays)} arrays"
-            )
+            raise ValueError(f"state_dict state '{name}' must be a list of {len(arrays)} arrays")
         saved[name] = []
         for i, (dst, s) in enumerate(zip(arrays, src)):
             where = f"state_dict state '{name}'[{i}]"
@@ -280,14 +295,23 @@ def _check_state_dict(upd: Updater, state_dict: Any) -> tuple[int, dict, dict]:
     return t, hyper, saved
 
 
-def make_updater(spec: RuleSpec, params: Any, hyper: dict[str, Any]) -> Updater:
+def make_updater(
+    spec: RuleSpec,
+    params: Any,
+    hyper: dict[str, Any],
+    weight_decay: Any = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
     """Build a rule updater after checking its hyperparameters and parameters."""
+    if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
+        raise TypeError("decoupled_weight_decay must be a bool")
     values = {}
     for name, value in hyper.items():
         if value is None:
             raise TypeError(f"{spec.name}() missing required hyperparameter {name!r}")
         values[name] = check_hyper(name, value)
-    shared = _Shared(spec, as_list(params, "params"), values)
+    values["weight_decay"] = check_hyper("weight_decay", weight_decay)
+    shared = _Shared(spec, as_list(params, "params"), values, bool(decoupled_weight_decay))
     return Updater(shared, shared.stepper, None)
 
 

@@ -1,0 +1,458 @@
+"""The rule factories: each builds an :class:`~fusedupdates.Updater` over a parameter list.
+
+Every factory takes the parameters (NumPy or CuPy arrays, float16/float32/float64, updated in
+place), the rule's hyperparameters with Lasagne's names and defaults, and two keywords of its
+own (torch's convention, as Lasagne has no weight decay in its update rules):
+
+``weight_decay`` (default 0)
+    L2 decay fused into the step: ``g <- g + weight_decay * p`` (after ``max_norm`` clipping,
+    before the rule). A Lasagne penalty ``lambda * l2(params)`` added to the loss is
+    ``weight_decay = 2 * lambda``.
+``decoupled_weight_decay`` (default False)
+    Decoupled decay instead (AdamW): ``p <- p * (1 - learning_rate * weight_decay)`` before the
+    rule's update is added. Fixed for the updater's life; ``weight_decay`` is live-editable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD
+from .updaters import Updater, make_updater, with_momentum
+
+Params = Sequence[Any]
+
+_DECAY_DOC = """weight_decay : float, optional
+        Fused weight decay, default 0 (see :mod:`fusedupdates` and the README).
+    decoupled_weight_decay : bool, optional
+        AdamW-style decoupled decay instead of L2."""
+
+
+def _doc(text: str) -> Any:
+    """Fill the shared parameter text into a factory's docstring."""
+
+    def apply(fn: Any) -> Any:
+        fn.__doc__ = text.replace("{decay}", _DECAY_DOC)
+        return fn
+
+    return apply
+
+
+@_doc(
+    """Stochastic gradient descent: ``p <- p - learning_rate * g``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place (NumPy or CuPy; float16, float32 or float64).
+    learning_rate : float
+        The learning rate.
+    {decay}
+
+    Returns
+    -------
+    Updater
+        Call ``updater.step(grads)`` once per training step.
+
+    Examples
+    --------
+    >>> import numpy as np, fusedupdates as fu
+    >>> w = np.ones(3, np.float32)
+    >>> upd = fu.sgd([w], learning_rate=0.1)
+    >>> upd.step([np.ones(3, np.float32)]); w
+    array([0.9, 0.9, 0.9], dtype=float32)
+    """
+)
+def sgd(
+    params: Params,
+    learning_rate: float,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate}
+    return make_updater(SGD, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+@_doc(
+    """SGD with classical momentum: ``apply_momentum(sgd(...))``.
+
+    ``v <- momentum * v - learning_rate * g``; ``p <- p + v``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float
+        The learning rate.
+    momentum : float, optional
+        The momentum, in [0, 1).
+    {decay}
+
+    Returns
+    -------
+    Updater
+        With a ``velocity`` state buffer per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.momentum([w], learning_rate=0.1, momentum=0.9)  # doctest: +SKIP
+    """
+)
+def momentum(
+    params: Params,
+    learning_rate: float,
+    momentum: float = 0.9,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    inner = sgd(
+        params,
+        learning_rate,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+    return apply_momentum(inner, momentum=momentum)
+
+
+@_doc(
+    """SGD with Nesterov momentum: ``apply_nesterov_momentum(sgd(...))``.
+
+    ``v <- momentum * v - learning_rate * g``; ``p <- p + momentum * v - learning_rate * g``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float
+        The learning rate.
+    momentum : float, optional
+        The momentum, in [0, 1).
+    {decay}
+
+    Returns
+    -------
+    Updater
+        With a ``velocity`` state buffer per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.nesterov_momentum([w], learning_rate=0.1)  # doctest: +SKIP
+    """
+)
+def nesterov_momentum(
+    params: Params,
+    learning_rate: float,
+    momentum: float = 0.9,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    inner = sgd(
+        params,
+        learning_rate,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+    return apply_nesterov_momentum(inner, momentum=momentum)
+
+
+@_doc(
+    """Adagrad: ``a <- a + g^2``; ``p <- p - learning_rate * g / sqrt(a + epsilon)``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float, optional
+        The learning rate.
+    epsilon : float, optional
+        Added INSIDE the square root (Lasagne's placement).
+    {decay}
+
+    Returns
+    -------
+    Updater
+        With an ``accu`` state buffer per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.adagrad([w], learning_rate=0.1)  # doctest: +SKIP
+    """
+)
+def adagrad(
+    params: Params,
+    learning_rate: float = 1.0,
+    epsilon: float = 1e-6,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "epsilon": epsilon}
+    return make_updater(ADAGRAD, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+@_doc(
+    """RMSProp: ``a <- rho a + (1 - rho) g^2``; ``p <- p - lr g / sqrt(a + epsilon)``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float, optional
+        The learning rate.
+    rho : float, optional
+        Decay of the moving average of squared gradients, in [0, 1).
+    epsilon : float, optional
+        Added inside the square root.
+    {decay}
+
+    Returns
+    -------
+    Updater
+        With an ``accu`` state buffer per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.rmsprop([w], learning_rate=1e-3)  # doctest: +SKIP
+    """
+)
+def rmsprop(
+    params: Params,
+    learning_rate: float = 1.0,
+    rho: float = 0.9,
+    epsilon: float = 1e-6,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
+    return make_updater(RMSPROP, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+@_doc(
+    """Adadelta with Lasagne's learning rate.
+
+    ``a <- rho a + (1-rho) g^2``; ``u = g sqrt(d + eps) / sqrt(a + eps)`` (old d);
+    ``p <- p - lr u``; ``d <- rho d + (1-rho) u^2``.
+
+    Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float, optional
+        The learning rate (1.0 in the paper).
+    rho : float, optional
+        Decay of both moving averages, in [0, 1).
+    epsilon : float, optional
+        Added inside the square roots.
+    {decay}
+
+    Returns
+    -------
+    Updater
+        With ``accu`` and ``delta_accu`` state buffers per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.adadelta([w])  # doctest: +SKIP
+    """
+)
+def adadelta(
+    params: Params,
+    learning_rate: float = 1.0,
+    rho: float = 0.95,
+    epsilon: float = 1e-6,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
+    return make_updater(ADADELTA, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+_ADAM_PARAMS = """Parameters
+    ----------
+    params : list of arrays
+        Parameters, updated in place.
+    learning_rate : float, optional
+        The step size.
+    beta1, beta2 : float, optional
+        Decays of the moment estimates, in [0, 1).
+    epsilon : float, optional
+        Stability constant, added to the denominator outside the square root and not
+        bias-corrected (Lasagne's placement; the step size a_t IS bias-corrected).
+    {decay}"""
+
+
+@_doc(
+    """Adam as in Lasagne.
+
+    ``a_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``;
+    ``v <- beta2 v + (1-beta2) g^2``; ``p <- p - a_t m / (sqrt(v) + epsilon)``.
+
+    """
+    + _ADAM_PARAMS
+    + """
+
+    Returns
+    -------
+    Updater
+        With ``m`` and ``v`` state buffers per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.adam([w], learning_rate=1e-3, weight_decay=0.01,
+    ...               decoupled_weight_decay=True)  # AdamW  # doctest: +SKIP
+    """
+)
+def adam(
+    params: Params,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+    return make_updater(ADAM, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+@_doc(
+    """Adamax, the infinity-norm variant of Adam.
+
+    ``a_t = lr / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``; ``u <- max(beta2 u, |g|)``;
+    ``p <- p - a_t m / (u + epsilon)``.
+
+    """
+    + _ADAM_PARAMS
+    + """
+
+    Returns
+    -------
+    Updater
+        With ``m`` and ``u`` state buffers per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.adamax([w])  # doctest: +SKIP
+    """
+)
+def adamax(
+    params: Params,
+    learning_rate: float = 0.002,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+    return make_updater(ADAMAX, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+@_doc(
+    """AMSGrad: Adam with ``v_hat <- max(v_hat, v)``; ``p <- p - a_t m / (sqrt(v_hat) + eps)``.
+
+    """
+    + _ADAM_PARAMS
+    + """
+
+    Returns
+    -------
+    Updater
+        With ``m``, ``v`` and ``v_hat`` state buffers per parameter.
+
+    Examples
+    --------
+    >>> upd = fu.amsgrad([w])  # doctest: +SKIP
+    """
+)
+def amsgrad(
+    params: Params,
+    learning_rate: float = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    *,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> Updater:
+    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+    return make_updater(AMSGRAD, params, hyper, weight_decay, decoupled_weight_decay)
+
+
+def apply_momentum(
+    updater: Updater | None = None,
+    params: Params | None = None,
+    momentum: float = 0.9,
+    *,
+    updates: Updater | None = None,
+) -> Updater:
+    """Add Lasagne's momentum to any updater, fused into the same pass over memory.
+
+    ``v <- momentum * v + delta``; ``p <- p + v``, where ``delta`` is the inner rule's update.
+
+    Parameters
+    ----------
+    updater : Updater
+        The updater to wrap. It keeps sharing its params, state, hyperparameters and step
+        counter with the result. (``updates=`` is accepted too: Lasagne's name.)
+    params : list of arrays, optional
+        Apply the momentum only to these of the updater's parameters (default: all).
+    momentum : float, optional
+        The momentum, in [0, 1).
+
+    Returns
+    -------
+    Updater
+        A new updater: its ``step`` runs the inner rule and the momentum in one fused pass.
+
+    Examples
+    --------
+    >>> upd = fu.apply_momentum(fu.rmsprop(params, 1e-3), momentum=0.9)  # doctest: +SKIP
+    """
+    return with_momentum(_updater_arg(updater, updates), params, momentum, nesterov=False)
+
+
+def apply_nesterov_momentum(
+    updater: Updater | None = None,
+    params: Params | None = None,
+    momentum: float = 0.9,
+    *,
+    updates: Updater | None = None,
+) -> Updater:
+    """Add Lasagne's Nesterov momentum to any updater, fused into the same pass.
+
+    ``v <- momentum * v + delta``; ``p <- p + momentum * v + delta``.
+
+    Parameters
+    ----------
+    updater : Updater
+        The updater to wrap (``updates=`` is accepted too: Lasagne's name).
+    params : list of arrays, optional
+        Apply the momentum only to these of the updater's parameters (default: all).
+    momentum : float, optional
+        The momentum, in [0, 1).
+
+    Returns
+    -------
+    Updater
+        A new updater applying the inner rule and Nesterov momentum in one fused pass.
+
+    Examples
+    --------
+    >>> upd = fu.apply_nesterov_momentum(fu.adagrad(params), params=params[:2])  # doctest: +SKIP
+    """
+    return with_momentum(_updater_arg(updater, updates), params, momentum, nesterov=True)
+
+
+def _updater_arg(updater: Updater | None, updates: Updater | None) -> Updater:
+    if (updater is None) == (updates is None):
+        raise TypeError("pass the updater to wrap once, as `updater` (or Lasagne's `updates`)")
+    return updater if updater is not None else updates
