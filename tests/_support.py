@@ -176,7 +176,7 @@ class RefRunner:
                 momentum=self.mu,
                 nesterov=self.modifier == "nesterov",
             )
-        g64 = [np.array(g, dtype=np.float64) for g in grads]
+        g64 = [None if g is None else np.array(g, dtype=np.float64) for g in grads]
         states = [self.states[n] for n in STATE_NAMES[self.rule]]
         norm = getattr(REF, self.rule)(self.params, g64, *states, max_norm=max_norm, **kw)
         if self.round_to is not None:

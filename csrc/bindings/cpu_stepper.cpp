@@ -21,6 +21,22 @@ double max_norm_value(const py::object& max_norm) {
   return x;
 }
 
+// The plans restricted to the slots that have a grad this step (into `out`, reused).
+std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& plans,
+                                           std::vector<cpu::StepPlan>& out) {
+  out.resize(plans.size());
+  for (size_t p = 0; p < plans.size(); ++p) {
+    out[p].rule = plans[p].rule;
+    out[p].dtype = plans[p].dtype;
+    out[p].nesterov = plans[p].nesterov;
+    out[p].hyper = plans[p].hyper;
+    out[p].tensors.clear();
+    for (const cpu::TensorSlot& slot : plans[p].tensors)
+      if (slot.grad != nullptr) out[p].tensors.push_back(slot);
+  }
+  return out;
+}
+
 // Takes the core's lock with the GIL released: a thread holding the lock may need the GIL to
 // finish, so waiting for the lock while holding the GIL could deadlock.
 std::unique_lock<std::mutex> lock_core(StepperCore& core) {
@@ -132,8 +148,14 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
   fixed_.check_grad_count(held.size());
   thread_local std::vector<const void*> grad_ptrs;
   grad_ptrs.resize(n);
+  size_t frozen = 0;  // params whose grad is None: they and their state are left untouched
   for (size_t i = 0; i < n; ++i) {
-    const ArrayDesc g = describe_numpy(held[i], "grads", i, false);
+    const ArrayDesc g = describe_numpy(held[i], "grads", i, /*optional=*/true);
+    if (!g.present) {
+      grad_ptrs[i] = nullptr;
+      ++frozen;
+      continue;
+    }
     fixed_.check_grad(g, i);
     grad_ptrs[i] = reinterpret_cast<const void*>(g.ptr);
   }
@@ -151,16 +173,19 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
     for (cpu::StepPlan& plan : plans_) plan.hyper = h;
     for (size_t i = 0; i < n; ++i)
       plans_[slot_of_[i].plan].tensors[slot_of_[i].slot].grad = grad_ptrs[i];
+    // With frozen params, a copy of the plans without them (the common case copies nothing).
+    thread_local std::vector<cpu::StepPlan> active;
+    std::vector<cpu::StepPlan>& plans = frozen == 0 ? plans_ : without_frozen(plans_, active);
     const cpu::KernelTable& k = cpu::kernels();
     const int threads = cpu::num_threads();
     if (clip) {
       double sum = 0.0;
-      for (const cpu::StepPlan& plan : plans_) sum += k.plan_sum_squares(plan, threads);
+      for (const cpu::StepPlan& plan : plans) sum += k.plan_sum_squares(plan, threads);
       norm = std::sqrt(sum);
       const double scale = norm_multiplier(norm, bound, kClipEpsilon);
-      for (cpu::StepPlan& plan : plans_) plan.hyper.grad_scale = scale;
+      for (cpu::StepPlan& plan : plans) plan.hyper.grad_scale = scale;
     }
-    for (const cpu::StepPlan& plan : plans_) k.apply_step(plan, threads);
+    for (const cpu::StepPlan& plan : plans) k.apply_step(plan, threads);
     core_->t += 1;
   }
   if (!clip) return py::none();

@@ -75,9 +75,14 @@ def _apply(
     sts = [_as_list(s, len(ps), "state") for s in states]
     vs = _as_list(velocity, len(ps), "velocity")
     norm = None
+    live = [i for i, g in enumerate(gs) if g is not None]  # None: a frozen param, untouched
     if max_norm is not None:
-        gs, norm = total_norm_constraint(gs, max_norm, return_norm=True)
+        clipped, norm = total_norm_constraint([gs[i] for i in live], max_norm, return_norm=True)
+        for i, g in zip(live, clipped):
+            gs[i] = g
     for i, (p, g) in enumerate(zip(ps, gs)):
+        if g is None:
+            continue
         if weight_decay and not decoupled:
             g = g + weight_decay * p
         delta = inner(g, *[s[i] for s in sts])

@@ -167,7 +167,9 @@ class Updater:
         Parameters
         ----------
         grads : list of arrays (or one array for a one-parameter updater)
-            One gradient per parameter, same shape and dtype; not modified.
+            One gradient per parameter, same shape and dtype; not modified. ``None`` freezes
+            that parameter for this step: it and its state are left untouched (``t`` still
+            counts the step, Lasagne's single counter, unlike torch's per-parameter one).
         max_norm : float, optional
             Apply Lasagne's ``total_norm_constraint(grads, max_norm)`` inside the step.
 
