@@ -47,4 +47,7 @@ ADAM = RuleSpec("adam", 4, ("m", "v"), dict(_ADAM_DEFAULTS), True)
 ADAMAX = RuleSpec("adamax", 5, ("m", "u"), {**_ADAM_DEFAULTS, "learning_rate": 0.002}, True)
 AMSGRAD = RuleSpec("amsgrad", 6, ("m", "v", "v_hat"), dict(_ADAM_DEFAULTS), True)
 
+# By name, to rebuild a pickled updater.
+SPECS = {r.name: r for r in (SGD, ADAGRAD, RMSPROP, ADADELTA, ADAM, ADAMAX, AMSGRAD)}
+
 VELOCITY = "velocity"

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ._checkpoint import flatten_state_dict, unflatten_state_dict
 from ._dispatch import as_list, backend_for
 from ._hyper import check_count, check_hyper, check_max_norm, native_fields
-from ._rules import VELOCITY, RuleSpec
+from ._rules import SPECS, VELOCITY, RuleSpec
 
 
 class _Shared:
@@ -233,6 +234,66 @@ class Updater:
                 self._stepper.set_hyperparameters(momentum=momentum)
                 object.__setattr__(self, "_momentum", momentum)
             self._stepper.t = t
+
+    def save(self, file: Any) -> None:
+        """Write :meth:`state_dict` to a ``.npz`` file (no pickled objects in it).
+
+        Parameters
+        ----------
+        file : str, path or file object
+            Where to write; NumPy adds ``.npz`` to a name without it.
+
+        Examples
+        --------
+        >>> upd.save("opt.npz"); upd2.load("opt.npz")  # doctest: +SKIP
+        """
+        np.savez(file, **flatten_state_dict(self.state_dict()))
+
+    def load(self, file: Any) -> None:
+        """Restore a checkpoint written by :meth:`save` (read with ``allow_pickle=False``).
+
+        Parameters
+        ----------
+        file : str, path or file object
+            A ``.npz`` file from :meth:`save`.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a file that does not match this updater; nothing is changed then.
+        """
+        with np.load(file, allow_pickle=False) as archive:
+            flat = {key: archive[key] for key in archive.files}
+        self.load_state_dict(unflatten_state_dict(flat))
+
+    def __reduce__(self) -> tuple:
+        """Pickle and ``copy.deepcopy`` support: the params (copied by deepcopy), how the
+        updater was built, and its :meth:`state_dict`."""
+        shared = self._shared
+        covered = None
+        if self._velocity is not None:
+            covered = [i for i, v in enumerate(self._velocity) if v is not None]
+        hyper = {k: v for k, v in shared.hyper.items() if k != "weight_decay"}
+        recipe = (
+            shared.spec.name,
+            hyper,
+            shared.hyper["weight_decay"],
+            shared.decoupled,
+            covered,
+            self._nesterov,
+            self._momentum,
+        )
+        return (_rebuild, (list(shared.params), recipe, self.state_dict()))
+
+
+def _rebuild(params: list, recipe: tuple, state_dict: dict) -> Updater:
+    """Inverse of :meth:`Updater.__reduce__`."""
+    name, hyper, weight_decay, decoupled, covered, nesterov, momentum = recipe
+    upd = make_updater(SPECS[name], params, hyper, weight_decay, decoupled)
+    if covered is not None:
+        upd = with_momentum(upd, [params[i] for i in covered], momentum, nesterov)
+    upd.load_state_dict(state_dict)
+    return upd
 
 
 def _check_state_dict(upd: Updater, state_dict: Any) -> tuple[int, dict, dict]:
