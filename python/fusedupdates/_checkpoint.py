@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._hyper import check_count, check_hyper
+
 _HYPER, _STATE, _COUNT = "hyperparameters/", "state/", "state_count/"
 
 
@@ -56,3 +58,65 @@ def unflatten_state_dict(flat: dict[str, np.ndarray]) -> dict[str, Any]:
                 raise ValueError(f"not a fusedupdates checkpoint: unexpected entry {key!r}")
             arrays[int(index)] = value
     return out
+
+
+def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, dict, dict]:
+    """Validate a state dict completely; return (t, hyperparameters, arrays by state name)."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    missing = {"rule", "t", "hyperparameters", "state"} - set(state_dict)
+    if missing:
+        raise ValueError(f"state_dict is missing {sorted(missing)}")
+    rule = state_dict["rule"]
+    if isinstance(rule, np.ndarray) and rule.ndim == 0:
+        rule = rule.item()
+    if rule != upd.rule:
+        raise ValueError(f"state_dict is for rule {rule!r}, not {upd.rule!r}")
+    t = check_count("state_dict['t']", state_dict["t"], 0)
+    decoupled = state_dict.get("decoupled_weight_decay", False)  # absent: saved before 0.2
+    if bool(decoupled) != upd.decoupled_weight_decay:
+        raise ValueError(
+            f"state_dict has decoupled_weight_decay={bool(decoupled)}, this updater "
+            f"{upd.decoupled_weight_decay}"
+        )
+    hyper_in = state_dict["hyperparameters"]
+    if not isinstance(hyper_in, dict):
+        raise TypeError("state_dict['hyperparameters'] must be a dict")
+    if "weight_decay" not in hyper_in:  # saved before weight decay existed: none was applied
+        hyper_in = {**hyper_in, "weight_decay": 0.0}
+    if set(hyper_in) != set(upd.hyperparameters):
+        raise ValueError(
+            f"state_dict hyperparameters {sorted(hyper_in)} do not match "
+            f"{sorted(upd.hyperparameters)}"
+        )
+    hyper = {name: check_hyper(name, value) for name, value in hyper_in.items()}
+    saved_in, mine = state_dict["state"], upd.state
+    if not isinstance(saved_in, dict):
+        raise TypeError("state_dict['state'] must be a dict")
+    if set(saved_in) != set(mine):
+        raise ValueError(f"state_dict state {sorted(saved_in)} does not match {sorted(mine)}")
+    saved: dict[str, list] = {}
+    for name, arrays in mine.items():
+        src = saved_in[name]
+        if not isinstance(src, (list, tuple)) or len(src) != len(arrays):
+            raise ValueError(f"state_dict state '{name}' must be a list of {len(arrays)} arrays")
+        saved[name] = []
+        for i, (dst, s) in enumerate(zip(arrays, src)):
+            where = f"state_dict state '{name}'[{i}]"
+            if (dst is None) != (s is None):
+                raise ValueError(f"{where}: presence differs (None where an array is expected)")
+            if dst is None:
+                saved[name].append(None)
+                continue
+            if not isinstance(s, np.ndarray) and not hasattr(s, "__array__"):
+                raise TypeError(f"{where}: expected an array, got {type(s).__name__}")
+            s = np.asarray(s)
+            if s.dtype != np.dtype(dst.dtype):
+                raise TypeError(f"{where}: dtype {s.dtype} does not match {np.dtype(dst.dtype)}")
+            if s.shape != tuple(dst.shape):
+                raise ValueError(
+                    f"{where}: {s.dtype}{s.shape} does not match {np.dtype(dst.dtype)}"
+                    f"{tuple(dst.shape)}"
+                )
+            saved[name].append(s)
+    return t, hyper, saved
