@@ -106,12 +106,15 @@ PYBIND11_MODULE(_cpu, m) {
   py::class_<CpuStepper, std::shared_ptr<CpuStepper>>(m, "Stepper", R"doc(
 The native object behind one updater: validated params and states, t and the hyperparameters.
 Built once; step(grads) checks only the grads. Internal: use the fusedupdates factories.)doc")
-      .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&>(),
-           py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"))
+      .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
+                    const py::object&>(),
+           py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
+           py::arg("groups") = py::none())
       .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
       .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none())
-      .def("set_hyperparameters", [](CpuStepper& s, const py::kwargs& kw) { s.set_hyperparameters(kw); })
-      .def("hyperparameters", &CpuStepper::hyperparameters)
+      .def("set_hyperparameters", [](CpuStepper& s, py::kwargs kw) { s.set_hyperparameters(kw); })
+      .def("hyperparameters", &CpuStepper::hyperparameters, py::arg("group") = 0)
+      .def_property_readonly("num_groups", &CpuStepper::num_groups)
       .def_property("t", &CpuStepper::t, &CpuStepper::set_t)
       .def_property_readonly("has_momentum", &CpuStepper::has_momentum)
       .def("__len__", &CpuStepper::size);

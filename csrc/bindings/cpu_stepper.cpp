@@ -1,5 +1,8 @@
 #include "cpu_stepper.h"
 
+#include <pybind11/stl.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -47,7 +50,7 @@ std::unique_lock<std::mutex> lock_core(StepperCore& core) {
 }  // namespace
 
 CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
-                       const std::vector<std::string>& state_names) {
+                       const std::vector<std::string>& state_names, const py::object& group_indices) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
@@ -55,6 +58,23 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
   rule_ = static_cast<RuleId>(rule);
   state_names_ = state_names;
   const py::tuple p = hold_items(params, "params");
+  group_of_.assign(p.size(), 0);
+  if (!group_indices.is_none()) {
+    const auto indices = group_indices.cast<std::vector<int64_t>>();
+    if (indices.size() != p.size())
+      throw ArgValueError("got " + std::to_string(indices.size()) + " group indices for " +
+                          std::to_string(p.size()) + " params");
+    int64_t most = -1;
+    for (size_t i = 0; i < indices.size(); ++i) {
+      if (indices[i] < 0 || indices[i] >= static_cast<int64_t>(indices.size()))
+        throw ArgValueError("groups[" + std::to_string(i) + "]: group index out of range");
+      group_of_[i] = static_cast<uint32_t>(indices[i]);
+      most = std::max(most, indices[i]);
+    }
+    num_groups_ = static_cast<size_t>(most + 1);
+  }
+  core_->hyper.assign(num_groups_, HyperParams{});
+  momentum_.assign(num_groups_, 0.0);
   for (const py::handle a : p) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
   std::vector<ArrayGroup> groups;
   groups.push_back(describe_list(p, "params", true));
@@ -77,6 +97,9 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   w->rule_ = rule_;
   w->nesterov_ = nesterov;
   w->state_names_ = state_names_;
+  w->num_groups_ = num_groups_;
+  w->group_of_ = group_of_;
+  w->momentum_.assign(num_groups_, 0.0);
   w->arrays_ = arrays_;
   const py::tuple v = hold_items(velocity, "velocity");
   for (const py::handle a : v) w->arrays_.push_back(py::reinterpret_borrow<py::object>(a));
@@ -110,9 +133,14 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
   const size_t rule_states = state_names_.size();
   for (size_t i = 0; i < n; ++i) {
     const DType dtype = params.arrays[i].dtype;
+    const uint32_t group = group_of_[i];
     size_t plan = 0;
-    while (plan < plans_.size() && plans_[plan].dtype != dtype) ++plan;
-    if (plan == plans_.size()) plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, {}, {}});
+    while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group))
+      ++plan;
+    if (plan == plans_.size()) {
+      plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, {}, {}});
+      plan_group_.push_back(group);
+    }
     cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr), nullptr, {},
                          params.arrays[i].numel, false};
     for (size_t k = 0; k < rule_states; ++k)
@@ -166,11 +194,13 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
   {
     py::gil_scoped_release release;
     const std::lock_guard<std::mutex> lock(core_->mutex);
-    HyperParams h = core_->hyper;
-    h.momentum = momentum_;
-    h.step = static_cast<double>(core_->t + 1);
-    h.grad_scale = 1.0;
-    for (cpu::StepPlan& plan : plans_) plan.hyper = h;
+    for (size_t p = 0; p < plans_.size(); ++p) {
+      HyperParams& h = plans_[p].hyper;
+      h = core_->hyper[plan_group_[p]];
+      h.momentum = momentum_[plan_group_[p]];
+      h.step = static_cast<double>(core_->t + 1);
+      h.grad_scale = 1.0;
+    }
     for (size_t i = 0; i < n; ++i)
       plans_[slot_of_[i].plan].tensors[slot_of_[i].slot].grad = grad_ptrs[i];
     // With frozen params, a copy of the plans without them (the common case copies nothing).
@@ -192,21 +222,39 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
   return py::float_(norm);
 }
 
-void CpuStepper::set_hyperparameters(const py::kwargs& kwargs) {
+void CpuStepper::set_hyperparameters(py::kwargs kwargs) {
+  size_t first = 0, last = num_groups_;  // every group unless one is named
+  if (kwargs.contains("group")) {
+    const py::object group = kwargs["group"];
+    PyDict_DelItemString(kwargs.ptr(), "group");
+    if (!group.is_none()) {
+      const auto g = group.cast<int64_t>();
+      if (g < 0 || static_cast<size_t>(g) >= num_groups_)
+        throw ArgValueError("group " + std::to_string(g) + " out of range (" +
+                            std::to_string(num_groups_) + " groups)");
+      first = static_cast<size_t>(g);
+      last = first + 1;
+    }
+  }
   const HyperUpdate update = parse_hyper_kwargs(kwargs);
   if (update.has(kField_momentum) && !has_velocity_)
     throw ArgTypeError("momentum: this stepper has no momentum modifier");
   const auto lock = lock_core(*core_);
-  update.apply_to(core_->hyper, /*with_momentum=*/false);
-  if (update.has(kField_momentum)) momentum_ = update.values.momentum;
+  for (size_t g = first; g < last; ++g) {
+    update.apply_to(core_->hyper[g], /*with_momentum=*/false);
+    if (update.has(kField_momentum)) momentum_[g] = update.values.momentum;
+  }
 }
 
-py::dict CpuStepper::hyperparameters() const {
+py::dict CpuStepper::hyperparameters(size_t group) const {
+  if (group >= num_groups_)
+    throw ArgValueError("group " + std::to_string(group) + " out of range (" +
+                        std::to_string(num_groups_) + " groups)");
   HyperParams h;
   {
     const auto lock = lock_core(*core_);
-    h = core_->hyper;
-    h.momentum = momentum_;
+    h = core_->hyper[group];
+    h.momentum = momentum_[group];
   }
   return hyper_to_dict(h);
 }

@@ -23,19 +23,20 @@ namespace fusedupdates::bindings {
 
 namespace py = pybind11;
 
-// What a rule stepper and the momentum steppers wrapping it share: one t, one set of rule
-// hyperparameters, one lock.
+// What a rule stepper and the momentum steppers wrapping it share: one t, the rule
+// hyperparameters of each parameter group, one lock.
 struct StepperCore {
   std::mutex mutex;
-  HyperParams hyper;  // the rule's fields; each momentum stepper keeps its own momentum
-  int64_t t = 0;      // updates applied
+  std::vector<HyperParams> hyper;  // per group; each momentum stepper keeps its own momentum
+  int64_t t = 0;                   // updates applied
 };
 
 class CpuStepper {
  public:
   // states: one list per rule state (in the rule's order), each as long as params.
+  // groups: the parameter group of each param (None: one group), numbered 0..G-1.
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
-             const std::vector<std::string>& state_names);
+             const std::vector<std::string>& state_names, const py::object& groups);
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares
   // this stepper's core (t, rule hyperparameters, lock) and state arrays. velocity: one
@@ -44,8 +45,10 @@ class CpuStepper {
 
   // One fused update of every param; returns the total norm (a float) when max_norm is given.
   py::object step(const py::handle& grads, const py::object& max_norm);
-  void set_hyperparameters(const py::kwargs& kwargs);
-  py::dict hyperparameters() const;
+  // kwargs: fields of HyperParams, and group=None (every group) or a group index.
+  void set_hyperparameters(py::kwargs kwargs);
+  py::dict hyperparameters(size_t group) const;
+  size_t num_groups() const { return num_groups_; }
   int64_t t() const;
   void set_t(int64_t t);
   size_t size() const { return fixed_.size(); }
@@ -60,14 +63,17 @@ class CpuStepper {
   RuleId rule_ = RuleId::kSgd;
   bool nesterov_ = false;
   bool has_velocity_ = false;
-  double momentum_ = 0.0;
+  size_t num_groups_ = 1;
+  std::vector<uint32_t> group_of_;  // param i -> its group
+  std::vector<double> momentum_;    // per group (momentum steppers only)
   std::vector<std::string> state_names_;
   // The arrays the stepper writes, with a reference held for its whole life: param i, then
   // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).
   std::vector<py::object> arrays_;
   std::vector<std::uintptr_t> array_ptrs_;  // their data pointers, as validated
   FixedArrays fixed_;
-  std::vector<cpu::StepPlan> plans_;  // one per storage dtype; grad pointers set per step
+  std::vector<cpu::StepPlan> plans_;  // one per (storage dtype, group); grads set per step
+  std::vector<uint32_t> plan_group_;  // plan -> its group
   struct SlotRef {
     uint32_t plan, slot;
   };

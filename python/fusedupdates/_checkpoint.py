@@ -2,7 +2,8 @@
 ``np.load(..., allow_pickle=False)`` reads it back.
 
 Keys: ``rule`` (0-d str), ``t`` (0-d int64), ``decoupled_weight_decay`` (0-d bool),
-``hyperparameters/<name>`` (0-d float64) and ``state/<name>/<index>`` (the buffers; absent
+``hyperparameters/<name>`` (0-d float64), ``param_groups/<g>/params`` (int64 indices) and
+``param_groups/<g>/<name>`` (0-d float64), and ``state/<name>/<index>`` (the buffers; absent
 velocity entries are simply missing, and ``state_count/<name>`` records each list's length).
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._hyper import check_count, check_hyper
 
-_HYPER, _STATE, _COUNT = "hyperparameters/", "state/", "state_count/"
+_HYPER, _STATE, _COUNT, _GROUP = "hyperparameters/", "state/", "state_count/", "param_groups/"
 
 
 def flatten_state_dict(state_dict: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -25,6 +26,10 @@ def flatten_state_dict(state_dict: dict[str, Any]) -> dict[str, np.ndarray]:
     }
     for name, value in state_dict["hyperparameters"].items():
         flat[_HYPER + name] = np.array(value, dtype=np.float64)
+    for g, group in enumerate(state_dict.get("param_groups", [])):
+        for name, value in group.items():
+            dtype = np.int64 if name == "params" else np.float64
+            flat[f"{_GROUP}{g}/{name}"] = np.array(value, dtype=dtype)
     for name, arrays in state_dict["state"].items():
         flat[_COUNT + name] = np.array(len(arrays), dtype=np.int64)
         for i, a in enumerate(arrays):
@@ -50,6 +55,16 @@ def unflatten_state_dict(flat: dict[str, np.ndarray]) -> dict[str, Any]:
             out["hyperparameters"][key[len(_HYPER) :]] = value
         elif key.startswith(_COUNT):
             out["state"][key[len(_COUNT) :]] = [None] * int(value)
+        elif key.startswith(_GROUP):
+            index, _, name = key[len(_GROUP) :].partition("/")
+            if not index.isdigit() or not name:
+                raise ValueError(f"not a fusedupdates checkpoint: unexpected entry {key!r}")
+            out.setdefault("param_groups", {}).setdefault(int(index), {})[name] = value
+    if "param_groups" in out:
+        groups = out["param_groups"]
+        if sorted(groups) != list(range(len(groups))):
+            raise ValueError("not a fusedupdates checkpoint: parameter groups are not 0..n-1")
+        out["param_groups"] = [groups[g] for g in range(len(groups))]
     for key, value in flat.items():
         if key.startswith(_STATE):
             name, _, index = key[len(_STATE) :].rpartition("/")
@@ -60,8 +75,9 @@ def unflatten_state_dict(flat: dict[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, dict, dict]:
-    """Validate a state dict completely; return (t, hyperparameters, arrays by state name)."""
+def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, list[dict], dict]:
+    """Validate a state dict completely; return (t, values per parameter group, arrays by
+    state name)."""
     if not isinstance(state_dict, dict):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
     missing = {"rule", "t", "hyperparameters", "state"} - set(state_dict)
@@ -79,17 +95,7 @@ def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, dict, dict]:
             f"state_dict has decoupled_weight_decay={bool(decoupled)}, this updater "
             f"{upd.decoupled_weight_decay}"
         )
-    hyper_in = state_dict["hyperparameters"]
-    if not isinstance(hyper_in, dict):
-        raise TypeError("state_dict['hyperparameters'] must be a dict")
-    if "weight_decay" not in hyper_in:  # saved before weight decay existed: none was applied
-        hyper_in = {**hyper_in, "weight_decay": 0.0}
-    if set(hyper_in) != set(upd.hyperparameters):
-        raise ValueError(
-            f"state_dict hyperparameters {sorted(hyper_in)} do not match "
-            f"{sorted(upd.hyperparameters)}"
-        )
-    hyper = {name: check_hyper(name, value) for name, value in hyper_in.items()}
+    groups = _check_groups(upd, state_dict)
     saved_in, mine = state_dict["state"], upd.state
     if not isinstance(saved_in, dict):
         raise TypeError("state_dict['state'] must be a dict")
@@ -119,4 +125,47 @@ def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, dict, dict]:
                     f"{tuple(dst.shape)}"
                 )
             saved[name].append(s)
-    return t, hyper, saved
+    return t, groups, saved
+
+
+def _check_values(upd: Any, values: Any, where: str) -> dict[str, float]:
+    """One complete, validated set of hyperparameters (weight_decay may be absent: saved
+    before weight decay existed, when none was applied)."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{where} must be a dict")
+    values = {k: v for k, v in values.items() if k != "params"}
+    values.setdefault("weight_decay", 0.0)
+    names = set(upd._hyper_names())
+    if set(values) != names:
+        raise ValueError(f"{where}: hyperparameters {sorted(values)} do not match {sorted(names)}")
+    return {name: check_hyper(name, value) for name, value in values.items()}
+
+
+def _check_groups(upd: Any, state_dict: dict) -> list[dict[str, float]]:
+    """The values of each of the updater's parameter groups. Without ``param_groups`` (a
+    checkpoint from before groups existed), ``hyperparameters`` applies to every group."""
+    hyper_in = state_dict["hyperparameters"]
+    if not isinstance(hyper_in, dict):
+        raise TypeError("state_dict['hyperparameters'] must be a dict")
+    mine = upd._group_indices()
+    if "param_groups" not in state_dict:
+        values = _check_values(upd, hyper_in, "state_dict['hyperparameters']")
+        return [values] * len(mine)
+    groups_in = state_dict["param_groups"]
+    if not isinstance(groups_in, (list, tuple)) or len(groups_in) != len(mine):
+        raise ValueError(f"state_dict['param_groups'] must be a list of {len(mine)} groups")
+    groups = []
+    for g, (group, indices) in enumerate(zip(groups_in, mine)):
+        where = f"state_dict['param_groups'][{g}]"
+        if not isinstance(group, dict):
+            raise TypeError(f"{where} must be a dict")
+        saved_indices = [int(i) for i in np.asarray(group.get("params", []), dtype=np.int64)]
+        if saved_indices != indices:
+            raise ValueError(f"{where}: params {saved_indices} do not match {indices}")
+        groups.append(_check_values(upd, group, where))
+    for name, value in hyper_in.items():  # the shared values, as saved: must agree
+        if not all(name in v and v[name] == check_hyper(name, value) for v in groups):
+            raise ValueError(
+                f"state_dict['hyperparameters'][{name!r}] disagrees with its param_groups"
+            )
+    return groups

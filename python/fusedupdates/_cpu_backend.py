@@ -11,9 +11,12 @@ import numpy as np
 from . import _cpu
 
 
-def make_stepper(rule_id: int, params: list, states: list, state_names: list) -> _cpu.Stepper:
-    """The native stepper of one updater: validates params and states once, owns ``t``."""
-    return _cpu.Stepper(rule_id, params, states, state_names)
+def make_stepper(
+    rule_id: int, params: list, states: list, state_names: list, groups: list | None = None
+) -> _cpu.Stepper:
+    """The native stepper of one updater: validates params and states once, owns ``t`` and
+    each parameter group's hyperparameters (``groups``: the group index of each param)."""
+    return _cpu.Stepper(rule_id, params, states, state_names, groups)
 
 
 def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -15,7 +15,7 @@ own (torch's convention, as Lasagne has no weight decay in its update rules):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD
@@ -108,13 +108,14 @@ def momentum(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
 ) -> Updater:
+    params, group_momentum = _split_group_momentum(params)
     inner = sgd(
         params,
         learning_rate,
         weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
     )
-    return apply_momentum(inner, momentum=momentum)
+    return _set_group_momentum(apply_momentum(inner, momentum=momentum), group_momentum)
 
 
 @_doc(
@@ -150,13 +151,14 @@ def nesterov_momentum(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
 ) -> Updater:
+    params, group_momentum = _split_group_momentum(params)
     inner = sgd(
         params,
         learning_rate,
         weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
     )
-    return apply_nesterov_momentum(inner, momentum=momentum)
+    return _set_group_momentum(apply_nesterov_momentum(inner, momentum=momentum), group_momentum)
 
 
 @_doc(
@@ -450,6 +452,23 @@ def apply_nesterov_momentum(
     >>> upd = fu.apply_nesterov_momentum(fu.adagrad(params), params=params[:2])  # doctest: +SKIP
     """
     return with_momentum(_updater_arg(updater, updates), params, momentum, nesterov=True)
+
+
+def _split_group_momentum(params: Any) -> tuple[Any, list]:
+    """Parameter-group dicts may set "momentum" (the modifier's, not sgd's): take it out."""
+    if not isinstance(params, (list, tuple)) or not all(isinstance(g, Mapping) for g in params):
+        return params, []
+    if not params:
+        return params, []
+    stripped = [{k: v for k, v in g.items() if k != "momentum"} for g in params]
+    return stripped, [g.get("momentum") for g in params]
+
+
+def _set_group_momentum(upd: Updater, group_momentum: list) -> Updater:
+    for group, mu in zip(upd.param_groups, group_momentum):
+        if mu is not None:
+            group["momentum"] = mu
+    return upd
 
 
 def _updater_arg(updater: Updater | None, updates: Updater | None) -> Updater:

@@ -38,7 +38,7 @@ def check_hyper(name: str, value: Any) -> float:
     x = _as_float(name, value)
     if name in ("rho", "beta1", "beta2", "momentum") and not 0.0 <= x < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {x}")
-    if name in ("epsilon", "weight_decay") and x < 0.0:
+    if name in ("learning_rate", "epsilon", "weight_decay") and x < 0.0:
         raise ValueError(f"{name} must be >= 0, got {x}")
     return x
 

@@ -21,23 +21,32 @@ import numpy as np
 
 from ._checkpoint import check_state_dict, flatten_state_dict, unflatten_state_dict
 from ._dispatch import as_list, backend_for
+from ._groups import ParamGroup, parse_param_groups
 from ._hyper import check_hyper, check_max_norm, native_fields
 from ._rules import SPECS, VELOCITY, RuleSpec
 
 
 class _Shared:
     """What a rule updater and the momentum updaters wrapping it share: the rule, the params,
-    the state buffers, the rule's hyperparameters and the lock. (Their native steppers share
-    ``t`` and the hyperparameters the same way.)"""
+    their parameter groups, the state buffers, each group's rule hyperparameters and the lock.
+    (Their native steppers share ``t`` and the hyperparameters the same way.)"""
 
-    def __init__(self, spec: RuleSpec, params: list, hyper: dict[str, float], decoupled: bool):
+    def __init__(
+        self,
+        spec: RuleSpec,
+        params: list,
+        group_of: list[int],
+        groups: list[dict[str, float]],
+        decoupled: bool,
+    ):
         if not params:
             raise ValueError(
                 f"{spec.name}() got an empty parameter list: pass the arrays to update"
             )
         self.spec = spec
         self.params = tuple(params)
-        self.hyper = dict(hyper)
+        self.group_of = tuple(group_of)
+        self.groups = [dict(g) for g in groups]  # rule hyperparameters + weight_decay
         self.decoupled = decoupled  # weight_decay is AdamW-style (fixed for the updater's life)
         self.backend = backend_for(params)
         self.state = {
@@ -45,13 +54,16 @@ class _Shared:
             for name in spec.state_names
         }
         self.lock = threading.Lock()
+        extra = {"groups": list(group_of)} if len(groups) > 1 else {}
         self.stepper = self.backend.make_stepper(
             spec.rule_id,
             list(params),
             [list(self.state[n]) for n in spec.state_names],
             list(spec.state_names),
+            **extra,
         )
-        self.stepper.set_hyperparameters(**native_fields(self.hyper, decoupled))
+        for index, values in enumerate(self.groups):
+            self.stepper.set_hyperparameters(group=index, **native_fields(values, decoupled))
 
 
 def _state_dtype(param: Any) -> np.dtype:
@@ -79,6 +91,10 @@ class Updater:
     hyperparameters : dict of str to float
         Current hyperparameters; each is also an attribute (``upd.learning_rate = 1e-4``),
         validated and converted to a float when set (a 0-d array is read at assignment).
+        With several parameter groups, setting an attribute sets it in every group, reading
+        one raises if the groups differ, and ``hyperparameters`` holds the shared values.
+    param_groups : list of ParamGroup
+        torch-style live views, one per group: ``upd.param_groups[1]["learning_rate"] = 1e-4``.
     """
 
     def __init__(self, shared: Any, stepper: Any, velocity: tuple | None, nesterov: bool = False):
@@ -86,20 +102,42 @@ class Updater:
         object.__setattr__(self, "_stepper", stepper)
         object.__setattr__(self, "_velocity", velocity)
         object.__setattr__(self, "_nesterov", nesterov)
-        object.__setattr__(self, "_momentum", None)
+        object.__setattr__(self, "_momentum", None)  # per group, momentum updaters only
 
     # --- hyperparameters as attributes -------------------------------------------------
     def _hyper_names(self) -> tuple[str, ...]:
-        names = tuple(self._shared.hyper)
+        names = tuple(self._shared.groups[0])
         return names + ("momentum",) if self._velocity is not None else names
+
+    def _group_value(self, name: str, group: int) -> float:
+        if name == "momentum":
+            return self._momentum[group]
+        return self._shared.groups[group][name]
+
+    def _set_hyper(self, name: str, value: Any, group: int | None) -> None:
+        """Validate, then set ``name`` in one group (or all when None) natively and here."""
+        x = check_hyper(name, value)  # raises before anything is stored
+        shared = self._shared
+        targets = range(len(shared.groups)) if group is None else [group]
+        with shared.lock:
+            fields = native_fields({name: x}, shared.decoupled)
+            self._stepper.set_hyperparameters(group=group, **fields)
+            for g in targets:
+                if name == "momentum":
+                    self._momentum[g] = x
+                else:
+                    shared.groups[g][name] = x
 
     def __getattr__(self, name: str) -> Any:
         shared = self.__dict__.get("_shared")
-        if shared is not None:
-            if name in shared.hyper:
-                return shared.hyper[name]
-            if name == "momentum" and self.__dict__.get("_velocity") is not None:
-                return self.__dict__["_momentum"]
+        if shared is not None and name in self._hyper_names():
+            values = {self._group_value(name, g) for g in range(len(shared.groups))}
+            if len(values) == 1:
+                return values.pop()
+            raise AttributeError(
+                f"{name} differs between the {len(shared.groups)} parameter groups: read "
+                f"param_groups[i][{name!r}]"
+            )
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -107,13 +145,7 @@ class Updater:
             raise AttributeError(
                 f"cannot set {name!r}: hyperparameters are {list(self._hyper_names())}"
             )
-        x = check_hyper(name, value)  # raises before anything is stored
-        with self._shared.lock:
-            self._stepper.set_hyperparameters(**native_fields({name: x}, self._shared.decoupled))
-            if name == "momentum":
-                object.__setattr__(self, "_momentum", x)
-            else:
-                self._shared.hyper[name] = x
+        self._set_hyper(name, value, None)
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._hyper_names()))
@@ -156,10 +188,21 @@ class Updater:
 
     @property
     def hyperparameters(self) -> dict[str, float]:
-        hyper = dict(self._shared.hyper)
-        if self._velocity is not None:
-            hyper["momentum"] = self._momentum
-        return hyper
+        """The hyperparameters (with several groups: those every group shares)."""
+        groups = self._group_values()
+        return {k: v for k, v in groups[0].items() if all(g[k] == v for g in groups)}
+
+    @property
+    def param_groups(self) -> list[ParamGroup]:
+        """One live view per parameter group (torch's convention); see :class:`ParamGroup`."""
+        return [ParamGroup(self, g) for g in range(len(self._shared.groups))]
+
+    def _group_values(self) -> list[dict[str, float]]:
+        names = self._hyper_names()
+        return [
+            {name: self._group_value(name, g) for name in names}
+            for g in range(len(self._shared.groups))
+        ]
 
     # --- stepping --------------------------------------------------------------------------
     def step(self, grads: Sequence[Any] | Any, max_norm: float | None = None) -> Any:
@@ -198,8 +241,10 @@ class Updater:
         Returns
         -------
         dict
-            ``{"rule", "t", "hyperparameters", "state"}``; ``state`` maps each state name to
-            a list of NumPy copies (None for parameters without velocity).
+            ``{"rule", "decoupled_weight_decay", "t", "hyperparameters", "param_groups",
+            "state"}``: ``param_groups`` lists each group's parameter indices and values;
+            ``state`` maps each state name to a list of NumPy copies (None for parameters
+            without velocity).
         """
         to_numpy = self._shared.backend.to_numpy
         with self._shared.lock:
@@ -208,6 +253,10 @@ class Updater:
                 "decoupled_weight_decay": self.decoupled_weight_decay,
                 "t": self.t,
                 "hyperparameters": dict(self.hyperparameters),
+                "param_groups": [
+                    {"params": indices, **values}
+                    for indices, values in zip(self._group_indices(), self._group_values())
+                ],
                 "state": {
                     name: [None if a is None else to_numpy(a) for a in arrays]
                     for name, arrays in self.state.items()
@@ -220,20 +269,31 @@ class Updater:
         Everything is checked before anything is copied, so a mismatching dict raises
         ``TypeError`` or ``ValueError`` and leaves the updater unchanged.
         """
-        t, hyper, saved = check_state_dict(self, state_dict)
-        copy = self._shared.backend.copy_from_numpy
-        with self._shared.lock:
+        t, groups, saved = check_state_dict(self, state_dict)
+        shared = self._shared
+        copy = shared.backend.copy_from_numpy
+        with shared.lock:
             for name, arrays in self.state.items():
                 for dst, src in zip(arrays, saved[name]):
                     if dst is not None:
                         copy(dst, src)
-            momentum = hyper.pop("momentum", None)
-            self._stepper.set_hyperparameters(**native_fields(hyper, self._shared.decoupled))
-            self._shared.hyper.update(hyper)
-            if momentum is not None:
-                self._stepper.set_hyperparameters(momentum=momentum)
-                object.__setattr__(self, "_momentum", momentum)
+            for g, values in enumerate(groups):
+                values = dict(values)
+                momentum = values.pop("momentum", None)
+                fields = native_fields(values, shared.decoupled)
+                if momentum is not None:
+                    fields["momentum"] = momentum
+                    self._momentum[g] = momentum
+                self._stepper.set_hyperparameters(group=g, **fields)
+                shared.groups[g].update(values)
             self._stepper.t = t
+
+    def _group_indices(self) -> list[list[int]]:
+        """The parameter indices of each group."""
+        out: list[list[int]] = [[] for _ in self._shared.groups]
+        for i, g in enumerate(self._shared.group_of):
+            out[g].append(i)
+        return out
 
     def save(self, file: Any) -> None:
         """Write :meth:`state_dict` to a ``.npz`` file (no pickled objects in it).
@@ -268,30 +328,28 @@ class Updater:
 
     def __reduce__(self) -> tuple:
         """Pickle and ``copy.deepcopy`` support: the params (copied by deepcopy), how the
-        updater was built, and its :meth:`state_dict`."""
+        updater was built, and its :meth:`state_dict` (which restores every value)."""
         shared = self._shared
         covered = None
         if self._velocity is not None:
             covered = [i for i, v in enumerate(self._velocity) if v is not None]
-        hyper = {k: v for k, v in shared.hyper.items() if k != "weight_decay"}
-        recipe = (
-            shared.spec.name,
-            hyper,
-            shared.hyper["weight_decay"],
-            shared.decoupled,
-            covered,
-            self._nesterov,
-            self._momentum,
-        )
-        return (_rebuild, (list(shared.params), recipe, self.state_dict()))
+        recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov)
+        groups = [
+            {"params": [shared.params[i] for i in indices], **values}
+            for indices, values in zip(self._group_indices(), shared.groups)
+        ]
+        return (_rebuild, (groups, recipe, self.state_dict()))
 
 
-def _rebuild(params: list, recipe: tuple, state_dict: dict) -> Updater:
+def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     """Inverse of :meth:`Updater.__reduce__`."""
-    name, hyper, weight_decay, decoupled, covered, nesterov, momentum = recipe
-    upd = make_updater(SPECS[name], params, hyper, weight_decay, decoupled)
+    name, decoupled, covered, nesterov = recipe
+    spec = SPECS[name]
+    defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
+    upd = make_updater(spec, groups, defaults, 0.0, decoupled)
     if covered is not None:
-        upd = with_momentum(upd, [params[i] for i in covered], momentum, nesterov)
+        params = upd.params
+        upd = with_momentum(upd, [params[i] for i in covered], 0.0, nesterov)
     upd.load_state_dict(state_dict)
     return upd
 
@@ -306,13 +364,20 @@ def make_updater(
     """Build a rule updater after checking its hyperparameters and parameters."""
     if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
         raise TypeError("decoupled_weight_decay must be a bool")
+    allowed = (*spec.defaults, "weight_decay")
+    flat, group_of, overrides = parse_param_groups(params, allowed, f"{spec.name}() params")
     values = {}
     for name, value in hyper.items():
         if value is None:
+            if all(name in o for o in overrides):
+                continue  # every group sets it (e.g. sgd's learning_rate)
             raise TypeError(f"{spec.name}() missing required hyperparameter {name!r}")
         values[name] = check_hyper(name, value)
     values["weight_decay"] = check_hyper("weight_decay", weight_decay)
-    shared = _Shared(spec, as_list(params, "params"), values, bool(decoupled_weight_decay))
+    groups = [{**values, **o} for o in overrides]
+    if not flat and not isinstance(params, (list, tuple)):
+        flat = as_list(params, "params")  # a single array, or a clear TypeError
+    shared = _Shared(spec, flat, group_of or [0] * len(flat), groups, bool(decoupled_weight_decay))
     return Updater(shared, shared.stepper, None)
 
 
@@ -342,5 +407,5 @@ def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool
     stepper = updater._stepper.with_momentum(list(velocity), bool(nesterov))
     stepper.set_hyperparameters(momentum=mu)
     wrapped = Updater(shared, stepper, velocity, bool(nesterov))
-    object.__setattr__(wrapped, "_momentum", mu)
+    object.__setattr__(wrapped, "_momentum", [mu] * len(shared.groups))
     return wrapped
