@@ -249,3 +249,17 @@ def test_stepper_rejects_unknown_and_misplaced_fields():
     assert w.hyperparameters()["momentum"] == 0.5 and s.hyperparameters()["momentum"] == 0.0
     w.step([np.ones(3)])
     assert s.t == w.t == 1
+
+
+# ---- messages a user hits -----------------------------------------------------------------
+
+
+def test_functional_state_is_checked_by_shape_not_element_count():
+    with pytest.raises(ValueError, match=r"state 'm'\[0\]: shape \(2, 2\) does not match"):
+        fu.functional.adam(np.ones(4), np.ones(4), np.zeros((2, 2)), np.zeros(4), step=1)
+
+
+def test_grad_dtype_mismatch_says_how_to_fix_it():
+    upd = fu.adam([np.ones(3, np.float32)])
+    with pytest.raises(TypeError, match=r"g\.astype\(p\.dtype\)"):
+        upd.step([np.ones(3)])  # float64 grads from float64 data, the common mistake

@@ -22,12 +22,14 @@ from ._factories import (
     rmsprop,
     sgd,
 )
+from ._groups import ParamGroup
 from ._version import __version__
 from .constraints import norm_constraint, total_norm_constraint
 from .updaters import Updater
 
 __all__ = [
     "Updater",
+    "ParamGroup",
     "sgd",
     "momentum",
     "nesterov_momentum",
@@ -59,6 +61,11 @@ def build_info() -> dict[str, _Any]:
         ``openmp`` (bool), ``cuda`` (bool: the CUDA module was built; loading it needs CuPy
         and a GPU), ``simd`` (instruction set of the CPU kernels in use), ``num_threads``
         and ``version``.
+
+    Examples
+    --------
+    >>> fu.build_info()["simd"]  # doctest: +SKIP
+    'avx512'
     """
     import importlib.util
 
@@ -74,8 +81,22 @@ def build_info() -> dict[str, _Any]:
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads of the CPU kernels (0 restores the default, which
-    honours ``OMP_NUM_THREADS``)."""
+    """Set the number of OpenMP threads of the CPU kernels.
+
+    Parameters
+    ----------
+    n : int
+        Threads, at most 8 per processor; 0 restores the default (which honours
+        ``OMP_NUM_THREADS``). Results do not depend on it: every reduction is deterministic.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> fu.set_num_threads(1)  # doctest: +SKIP
+    """
     from . import _cpu
 
     limit = int(_cpu.max_threads())
@@ -87,7 +108,18 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Number of OpenMP threads the CPU kernels use."""
+    """Number of OpenMP threads the CPU kernels use.
+
+    Returns
+    -------
+    int
+        The value set by :func:`set_num_threads`, else OpenMP's default.
+
+    Examples
+    --------
+    >>> fu.get_num_threads()  # doctest: +SKIP
+    2
+    """
     from . import _cpu
 
     return int(_cpu.num_threads())

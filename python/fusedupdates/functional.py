@@ -128,6 +128,15 @@ def sgd(
         Parameters (updated in place) and their gradients.
     learning_rate : float
         The learning rate.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.sgd(p, g, learning_rate=0.1)  # doctest: +SKIP
     """
     return fused_step(
         SGD,
@@ -165,6 +174,15 @@ def momentum(
         The learning rate.
     momentum : float
         The momentum mu, in [0, 1).
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.momentum(p, g, velocity, learning_rate=0.1, momentum=0.9)  # doctest: +SKIP
     """
     return sgd(
         params,
@@ -200,6 +218,15 @@ def nesterov_momentum(
         The learning rate.
     momentum : float
         The momentum mu, in [0, 1).
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.nesterov_momentum(p, g, velocity, learning_rate=0.1)  # doctest: +SKIP
     """
     return sgd(
         params,
@@ -236,6 +263,15 @@ def adagrad(
         Parameters, gradients and the accumulated squared gradients (state).
     learning_rate, epsilon : float
         Step size and the constant added INSIDE the square root.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.adagrad(p, g, accu, learning_rate=0.1)  # doctest: +SKIP
     """
     return fused_step(
         ADAGRAD,
@@ -275,6 +311,15 @@ def rmsprop(
         Parameters, gradients and the moving average of squared gradients (state).
     learning_rate, rho, epsilon : float
         Step size, decay in [0, 1), constant added inside the square root.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.rmsprop(p, g, accu, learning_rate=1e-3)  # doctest: +SKIP
     """
     return fused_step(
         RMSPROP,
@@ -318,6 +363,15 @@ def adadelta(
         Parameters, gradients and the two accumulators (state).
     learning_rate, rho, epsilon : float
         Step size, decay in [0, 1), constant added inside the square roots.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.adadelta(p, g, accu, delta_accu)  # doctest: +SKIP
     """
     return fused_step(
         ADADELTA,
@@ -365,6 +419,15 @@ def adam(
         t, the 1-based index of this update.
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne; epsilon is not bias-corrected.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> norm = fu.functional.adam(p, g, m, v, step=t, max_norm=5.0)  # doctest: +SKIP
     """
     return fused_step(
         ADAM,
@@ -413,6 +476,15 @@ def adamax(
         t, the 1-based index of this update.
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.adamax(p, g, m, u, step=t)  # doctest: +SKIP
     """
     return fused_step(
         ADAMAX,
@@ -459,6 +531,15 @@ def amsgrad(
         t, the 1-based index of this update.
     learning_rate, beta1, beta2, epsilon : float
         As in Lasagne.
+
+    Returns
+    -------
+    float, 0-d device array or None
+        The total gradient norm before clipping when ``max_norm`` is given, else None.
+
+    Examples
+    --------
+    >>> fu.functional.amsgrad(p, g, m, v, v_hat, step=t)  # doctest: +SKIP
     """
     return fused_step(
         AMSGRAD,

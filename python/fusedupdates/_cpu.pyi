@@ -1,0 +1,57 @@
+"""Type stub of the native OpenMP module (csrc/bindings/cpu_module.cpp, cpu_stepper.h).
+
+Internal: the public API is the fusedupdates package.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+HYPER_FIELDS: str  # "learning_rate, beta1, beta2, epsilon, momentum, weight_decay, ..."
+CLIP_EPSILON: float
+
+class Stepper:
+    """The native object behind one updater: validated params and states, t, and each
+    parameter group's hyperparameters."""
+
+    def __init__(
+        self,
+        rule: int,
+        params: Sequence[np.ndarray],
+        states: Sequence[Sequence[np.ndarray]],
+        state_names: Sequence[str],
+        groups: Sequence[int] | None = None,
+    ) -> None: ...
+    def with_momentum(self, velocity: Sequence[np.ndarray | None], nesterov: bool) -> Stepper: ...
+    def step(
+        self, grads: Sequence[np.ndarray | None], max_norm: float | None = None
+    ) -> float | None: ...
+    def set_hyperparameters(self, *, group: int | None = None, **fields: float) -> None: ...
+    def hyperparameters(self, group: int = 0) -> dict[str, float]: ...
+    t: int
+    @property
+    def has_momentum(self) -> bool: ...
+    @property
+    def num_groups(self) -> int: ...
+    def __len__(self) -> int: ...
+
+def total_norm_constraint(
+    xs: Sequence[np.ndarray], out: Sequence[np.ndarray], max_norm: float, epsilon: float
+) -> float: ...
+def norm_constraint(
+    x: np.ndarray,
+    out: np.ndarray,
+    outer: int,
+    reduce: int,
+    inner: int,
+    max_norm: float,
+    epsilon: float,
+) -> None: ...
+def bandwidth_probe(rw: Sequence[np.ndarray], ro: Sequence[np.ndarray]) -> None: ...
+def simd() -> str: ...
+def openmp() -> bool: ...
+def num_threads() -> int: ...
+def max_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def __getattr__(name: str) -> Any: ...
