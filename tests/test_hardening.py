@@ -263,3 +263,14 @@ def test_grad_dtype_mismatch_says_how_to_fix_it():
     upd = fu.adam([np.ones(3, np.float32)])
     with pytest.raises(TypeError, match=r"g\.astype\(p\.dtype\)"):
         upd.step([np.ones(3)])  # float64 grads from float64 data, the common mistake
+
+
+def test_documented_keyword_names_work():
+    x = np.ones((3, 2))
+    fu.norm_constraint(tensor_var=x, max_norm=1.0, norm_axes=(0,))
+    fu.total_norm_constraint(tensor_vars=[x], max_norm=1.0)
+    inner = fu.adam([np.ones(3)])
+    assert fu.apply_momentum(updater=inner).rule == "adam+momentum"
+    assert fu.apply_nesterov_momentum(updates=inner).rule == "adam+nesterov_momentum"
+    with pytest.raises(TypeError, match="once"):
+        fu.apply_momentum(inner, updates=inner)

@@ -1,4 +1,4 @@
-// sgd, adagrad, rmsprop, adadelta: Lasagne's per-element math (UPDATE_RULES.md).
+// sgd, adagrad, rmsprop, adadelta: Lasagne's per-element math (docs/UPDATE_RULES.md).
 // Each operator() returns delta such that p_new = p + delta, and updates its state.
 #pragma once
 #include "common.h"

@@ -1,6 +1,6 @@
 """Plain NumPy reference implementation of the update rules (Lasagne semantics).
 
-Written straight from ``shared/spec/UPDATE_RULES.md``, one NumPy expression per line of the
+Written straight from ``docs/UPDATE_RULES.md``, one NumPy expression per line of the
 spec, with no fusion and no validation beyond list lengths. The signatures match
 :mod:`fusedupdates.functional`: every function takes single arrays or lists, updates the params
 and state buffers in place in the arrays' own dtype, and returns ``None`` or, with ``max_norm``,
