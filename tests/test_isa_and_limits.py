@@ -102,3 +102,21 @@ def test_readme_training_loop_runs():
         r"## A hand-written training loop.*?```python\n(.*?)```", readme.read_text(), re.S
     ).group(1)
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+def test_every_readme_python_block_runs():
+    """Every ```python block of the README runs as is (with numpy and fusedupdates imported)."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside the tests")
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert len(blocks) >= 3
+    for code in blocks:
+        prelude = "import numpy as np\nimport fusedupdates as fu\n"
+        run = subprocess.run(
+            [sys.executable, "-c", prelude + code], capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 0, f"README block failed:\n{code}\n{run.stderr}"
