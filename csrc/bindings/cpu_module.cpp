@@ -111,7 +111,9 @@ Built once; step(grads) checks only the grads. Internal: use the fusedupdates fa
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
            py::arg("groups") = py::none())
       .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
-      .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none())
+      .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),
+           py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)
+      .def_property_readonly("last_step_applied", &CpuStepper::last_step_applied)
       .def("set_hyperparameters", [](CpuStepper& s, py::kwargs kw) { s.set_hyperparameters(kw); })
       .def("hyperparameters", &CpuStepper::hyperparameters, py::arg("group") = 0)
       .def_property_readonly("num_groups", &CpuStepper::num_groups)

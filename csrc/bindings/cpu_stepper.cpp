@@ -40,6 +40,17 @@ std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& pla
   return out;
 }
 
+double grad_scale_value(const py::object& grad_scale) {
+  const double x = PyFloat_AsDouble(grad_scale.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgTypeError("grad_scale must be a float");
+  }
+  if (!std::isfinite(x) || !(x > 0.0))
+    throw ArgValueError("grad_scale must be finite and > 0, got " + std::to_string(x));
+  return x;
+}
+
 // Takes the core's lock with the GIL released: a thread holding the lock may need the GIL to
 // finish, so waiting for the lock while holding the GIL could deadlock.
 std::unique_lock<std::mutex> lock_core(StepperCore& core) {
@@ -170,7 +181,8 @@ void CpuStepper::check_fixed_unchanged() const {
   }
 }
 
-py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm) {
+py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm,
+                            const py::object& grad_scale, bool skip_nonfinite) {
   const py::tuple held = hold_items(grads, "grads");  // keeps every grad alive until we return
   const size_t n = size();
   fixed_.check_grad_count(held.size());
@@ -190,6 +202,9 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
   check_fixed_unchanged();
   const bool clip = !max_norm.is_none();
   const double bound = clip ? max_norm_value(max_norm) : 0.0;
+  const bool loss_scaled = !grad_scale.is_none();
+  const double inverse_scale = loss_scaled ? 1.0 / grad_scale_value(grad_scale) : 1.0;
+  skip_nonfinite = skip_nonfinite || loss_scaled;  // a loss-scaled step always checks
   double norm = std::numeric_limits<double>::quiet_NaN();
   {
     py::gil_scoped_release release;
@@ -208,15 +223,24 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm)
     std::vector<cpu::StepPlan>& plans = frozen == 0 ? plans_ : without_frozen(plans_, active);
     const cpu::KernelTable& k = cpu::kernels();
     const int threads = cpu::num_threads();
-    if (clip) {
+    // One read of the grads serves both the norm and the non-finite check: a float16/32
+    // square cannot overflow a double, so the sum is finite exactly when every grad is (a
+    // float64 grad above ~1e154 in magnitude also counts as non-finite).
+    double multiplier = inverse_scale;
+    bool finite = true;
+    if (clip || skip_nonfinite) {
       double sum = 0.0;
       for (const cpu::StepPlan& plan : plans) sum += k.plan_sum_squares(plan, threads);
-      norm = std::sqrt(sum);
-      const double scale = norm_multiplier(norm, bound, kClipEpsilon);
-      for (cpu::StepPlan& plan : plans) plan.hyper.grad_scale = scale;
+      finite = std::isfinite(sum);
+      norm = std::sqrt(sum) * inverse_scale;  // the norm of the unscaled grads
+      if (clip) multiplier = norm_multiplier(norm, bound, kClipEpsilon) * inverse_scale;
     }
-    for (const cpu::StepPlan& plan : plans) k.apply_step(plan, threads);
-    core_->t += 1;
+    core_->last_applied = finite || !skip_nonfinite;
+    if (core_->last_applied) {
+      for (cpu::StepPlan& plan : plans) plan.hyper.grad_scale = multiplier;
+      for (const cpu::StepPlan& plan : plans) k.apply_step(plan, threads);
+      core_->t += 1;
+    }
   }
   if (!clip) return py::none();
   return py::float_(norm);
@@ -257,6 +281,11 @@ py::dict CpuStepper::hyperparameters(size_t group) const {
     h.momentum = momentum_[group];
   }
   return hyper_to_dict(h);
+}
+
+bool CpuStepper::last_step_applied() const {
+  const auto lock = lock_core(*core_);
+  return core_->last_applied;
 }
 
 int64_t CpuStepper::t() const {

@@ -29,6 +29,7 @@ struct StepperCore {
   std::mutex mutex;
   std::vector<HyperParams> hyper;  // per group; each momentum stepper keeps its own momentum
   int64_t t = 0;                   // updates applied
+  bool last_applied = true;        // false after a step skipped for a non-finite grad
 };
 
 class CpuStepper {
@@ -44,7 +45,12 @@ class CpuStepper {
   std::shared_ptr<CpuStepper> with_momentum(const py::sequence& velocity, bool nesterov) const;
 
   // One fused update of every param; returns the total norm (a float) when max_norm is given.
-  py::object step(const py::handle& grads, const py::object& max_norm);
+  // grad_scale: the grads are divided by it inside the kernel (loss scaling); it implies
+  // skip_nonfinite: a NaN or Inf in any grad skips the whole step (params, states and t
+  // unchanged; last_step_applied() tells). The norm is that of the unscaled grads.
+  py::object step(const py::handle& grads, const py::object& max_norm,
+                  const py::object& grad_scale, bool skip_nonfinite);
+  bool last_step_applied() const;
   // kwargs: fields of HyperParams, and group=None (every group) or a group index.
   void set_hyperparameters(py::kwargs kwargs);
   py::dict hyperparameters(size_t group) const;

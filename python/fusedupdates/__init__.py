@@ -25,11 +25,13 @@ from ._factories import (
 from ._groups import ParamGroup
 from ._version import __version__
 from .constraints import norm_constraint, total_norm_constraint
+from .loss_scaler import LossScaler
 from .updaters import Updater
 
 __all__ = [
     "Updater",
     "ParamGroup",
+    "LossScaler",
     "sgd",
     "momentum",
     "nesterov_momentum",

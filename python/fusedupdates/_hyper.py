@@ -53,6 +53,14 @@ def check_max_norm(max_norm: Any) -> float | None:
     return x
 
 
+def check_grad_scale(grad_scale: Any) -> float:
+    """Validate a loss scale: finite and > 0."""
+    x = _as_float("grad_scale", grad_scale)
+    if not x > 0.0:
+        raise ValueError(f"grad_scale must be > 0, got {x}")
+    return x
+
+
 def check_count(name: str, value: Any, minimum: int) -> int:
     """An integer (Python, NumPy scalar or 0-d integer array) in [minimum, 2**53)."""
     if isinstance(value, (bool, np.bool_)):

@@ -22,7 +22,7 @@ import numpy as np
 from ._checkpoint import check_state_dict, flatten_state_dict, unflatten_state_dict
 from ._dispatch import as_list, backend_for
 from ._groups import ParamGroup, parse_param_groups
-from ._hyper import check_hyper, check_max_norm, native_fields
+from ._hyper import check_grad_scale, check_hyper, check_max_norm, native_fields
 from ._rules import SPECS, VELOCITY, RuleSpec
 
 
@@ -205,7 +205,13 @@ class Updater:
         ]
 
     # --- stepping --------------------------------------------------------------------------
-    def step(self, grads: Sequence[Any] | Any, max_norm: float | None = None) -> Any:
+    def step(
+        self,
+        grads: Sequence[Any] | Any,
+        max_norm: float | None = None,
+        grad_scale: float | None = None,
+        skip_nonfinite: bool = False,
+    ) -> Any:
         """Apply one fused update to every parameter, in place, and advance ``t``.
 
         Parameters
@@ -216,11 +222,19 @@ class Updater:
             counts the step, Lasagne's single counter, unlike torch's per-parameter one).
         max_norm : float, optional
             Apply Lasagne's ``total_norm_constraint(grads, max_norm)`` inside the step.
+        grad_scale : float, optional
+            Loss scaling: the grads are divided by it inside the kernel (nothing is copied).
+            Implies ``skip_nonfinite``. See :class:`fusedupdates.LossScaler`.
+        skip_nonfinite : bool, optional
+            If any grad holds a NaN or an Inf, skip the whole step: no param, no state and not
+            ``t`` changes; :attr:`last_step_applied` is then False. The check shares the
+            norm's pass over the grads (one extra read at most).
 
         Returns
         -------
         float, 0-d device array or None
-            The total gradient norm before clipping when ``max_norm`` is given, else None.
+            The total norm of the (unscaled) gradients before clipping when ``max_norm`` is
+            given, else None.
 
         Raises
         ------
@@ -231,8 +245,20 @@ class Updater:
             grads = as_list(grads, "grads")
         if max_norm is not None:
             max_norm = check_max_norm(max_norm)
+        if grad_scale is not None or skip_nonfinite:
+            if grad_scale is not None:
+                grad_scale = check_grad_scale(grad_scale)
+            with self._shared.lock:
+                return self._stepper.step(grads, max_norm, grad_scale, bool(skip_nonfinite))
         with self._shared.lock:
             return self._stepper.step(grads, max_norm)
+
+    @property
+    def last_step_applied(self) -> Any:
+        """Whether the last step was applied (False: skipped for a non-finite gradient with
+        ``skip_nonfinite`` or ``grad_scale``). On the GPU a 0-d device array, so that reading
+        it does not synchronise."""
+        return self._stepper.last_step_applied
 
     # --- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
