@@ -210,7 +210,7 @@ def markdown(results: list[ConfigResult], meta: dict, targets: list[dict]) -> st
             for t in targets
         ]
     else:
-        out.append("No targets are defined for this device.")
+        out.append(meta.get("targets_note", "No targets are defined for this device."))
     out += [
         "",
         "## Results",
@@ -263,6 +263,54 @@ def to_json(results: list[ConfigResult], meta: dict, targets: list[dict]) -> str
                 )
             )
     return json.dumps(dict(meta=meta, targets=targets, rows=rows), indent=1, default=str)
+
+
+# ----------------------------------------------------------------------------------- terminal
+
+# Column headers of the terminal table; the markdown report keeps the full row names.
+_SHORT_NAMES = {
+    FU_ROW: "fu.updater",
+    "fu.reference (NumPy)": "reference",
+    "numpy in-place (chunked, out=)": "numpy",
+    "torch for-loop": "torch loop",
+    "DeepSpeedCPUAdam": "deepspeed",
+    "cupy naive expressions": "cupy naive",
+    "cupy ElementwiseKernel per tensor": "cupy kernel",
+}
+
+
+def terminal_table(results: list[ConfigResult]) -> str:
+    """Median time per step of every implementation, one line per config, for the terminal.
+
+    The ceiling rows collapse into one column (the fastest), so that the table stays narrow
+    enough for a terminal; the markdown report has every row with its spread and GB/s.
+    """
+    names = list(dict.fromkeys(m.name for r in results for m in r.rows if not m.is_ceiling))
+    has_ceiling = any(m.is_ceiling for r in results for m in r.rows)
+    head = ["rule", "dtype", "size", *(_SHORT_NAMES.get(n, n) for n in names)]
+    head += ["ceiling"] if has_ceiling else []
+    body = []
+    for r in results:
+        cells = [r.rule, r.dtype, r.workload.name]
+        for name in names:
+            m = r.row(name)
+            ran = any(x.name == name for x in r.rows)
+            cells.append(fmt_time(m.median) if m else ("failed" if ran else "–"))
+        if has_ceiling:
+            ceil = [m.median for m in r.rows if m.is_ceiling and m.times]
+            cells.append(fmt_time(min(ceil)) if ceil else "–")
+        body.append(cells)
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        # labels left-aligned, times right-aligned so that their units line up
+        return "  ".join(
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
+
+    caption = "time per step (median over rounds); ceiling: the fastest streaming kernel"
+    rule = "-" * len(line(head))
+    return "\n".join([caption, "", line(head), rule, *(line(c) for c in body)])
 
 
 # --------------------------------------------------------------------------------------- plot

@@ -22,6 +22,19 @@ def test_bench_quick_writes_report(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
+    # the terminal gets a compact table of what was timed and one line about the targets,
+    # not a "not measured" line per target (which reads like a failure)
+    out = proc.stdout
+    header = next((ln for ln in out.splitlines() if ln.startswith("rule ")), "")
+    for column in ("dtype", "size", "reference", "numpy", "ceiling"):
+        assert column in header, out[-3000:]
+    if _has("fusedupdates"):
+        assert "fu.updater" in header, out[-3000:]
+    table_rows = [ln for ln in out.splitlines() if ln.split()[:1] in (["adam"], ["sgd"])]
+    assert len(table_rows) == 2 * 2 * 3, out[-3000:]  # (adam, sgd) x dtypes x quick sizes
+    assert "does not evaluate the targets" in out
+    assert "not measured" not in out and "NOT met" not in out
+
     mds = list(tmp_path.glob("cpu-*.md"))
     assert len(mds) == 1, list(tmp_path.iterdir())
     text = mds[0].read_text()
@@ -35,6 +48,7 @@ def test_bench_quick_writes_report(tmp_path):
         "### rmsprop_momentum",
     ):
         assert section in text
+    assert "does not evaluate the targets" in text.split("## Targets", 1)[1]
     results = text.split("## Results", 1)[1]
     rows = [
         line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ pytest.importorskip("matplotlib")
 
 from fusedupdates.demo import RULES, format_table, run_demo  # noqa: E402
 from fusedupdates.demo.__main__ import main  # noqa: E402
+from fusedupdates.demo.rules import GROUPS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +37,27 @@ def test_every_rule_learns(results: tuple[dict, Path]) -> None:
         assert len(r.epoch_seconds) == 3 and r.seconds_per_epoch > 0, name
 
 
+def test_curves_of_one_panel_do_not_coincide(results: tuple[dict, Path]) -> None:
+    # sgd at lr and momentum at lr * (1 - momentum) trace the same curve, and so do adam and
+    # amsgrad at one rate: the demo's settings must keep the curves of one panel apart
+    res, _ = results
+    assert {spec.group for spec in RULES} <= set(GROUPS)
+    for names in (("sgd", "momentum", "nesterov_momentum"), ("adam", "amsgrad")):
+        assert len({res[n].group for n in names}) == 1, names  # they share a panel
+        finals = sorted(res[n].losses[-1] for n in names)
+        for low, high in zip(finals, finals[1:]):
+            assert high > 1.5 * low, {n: res[n].losses for n in names}
+
+
+def test_hyperparameters_are_recorded(results: tuple[dict, Path]) -> None:
+    res, _ = results
+    for name, r in res.items():
+        assert r.learning_rate > 0, name
+    assert res["sgd"].momentum is None and res["adam"].momentum is None
+    for name in ("momentum", "nesterov_momentum", "rmsprop+momentum"):
+        assert res[name].momentum == pytest.approx(0.9), name
+
+
 def test_clipping_reports_norms(results: tuple[dict, Path]) -> None:
     res, _ = results
     clipped = [r for r in res.values() if r.max_norm is not None]
@@ -49,8 +74,12 @@ def test_plot_and_table(results: tuple[dict, Path]) -> None:
     assert png.is_file()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = format_table(res)
-    for name in res:
-        assert name in table
+    assert "learning rate" in table.splitlines()[0] and "momentum" in table.splitlines()[0]
+    for name, r in res.items():
+        row = next(line for line in table.splitlines() if line.startswith(name + "  "))
+        fields = row[len(name) :].split()
+        assert fields[0] == f"{r.learning_rate:g}", row
+        assert fields[1] == ("-" if r.momentum is None else f"{r.momentum:g}"), row
 
 
 def test_cli_rejects_bad_epochs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,8 +94,15 @@ def test_cuda_without_cupy_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     from fusedupdates.demo import DemoError, get_array_module
 
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
-    with pytest.raises(DemoError, match="CuPy"):
+    with pytest.raises(DemoError, match="CuPy") as info:
         get_array_module("cuda")
+    # the hint names the project's own extra and the CuPy wheel that extra installs
+    message = str(info.value)
+    assert 'pip install "fusedupdates[cuda]"' in message
+    pyproject = ROOT / "pyproject.toml"
+    if pyproject.is_file():  # a source checkout
+        extra = re.search(r'^cuda = \["([^"]+)"\]', pyproject.read_text(), re.MULTILINE)
+        assert extra is not None and extra.group(1) in message
 
 
 def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,32 @@ __all__ = ["plot_loss_curves"]
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
+def _label(name: str, res: Any) -> str:
+    """``name (lr 0.1, momentum 0.9)``: the legend says which settings drew the curve."""
+    settings = []
+    lr = getattr(res, "learning_rate", None)
+    if lr is not None and lr == lr:  # skip NaN: a result that does not know its rate
+        settings.append(f"lr {lr:g}")
+    momentum = getattr(res, "momentum", None)
+    if momentum is not None:
+        settings.append(f"momentum {momentum:g}")
+    return f"{name} ({', '.join(settings)})" if settings else name
+
+
 def plot_loss_curves(
     results: Mapping[str, Any], path: str | Path, title: str = "training loss"
 ) -> Path:
-    """Plot training loss per epoch, one labelled line per rule, on a log y-scale.
+    """Plot training loss per epoch on a log y-scale, one panel per group of rules.
+
+    Eleven curves on one axis hide each other, so the rules are split by their ``group``
+    (rules without one share a single panel); the panels share both axes, so that curves of
+    different panels can still be compared by eye.
 
     Parameters
     ----------
     results : mapping of str to RuleResult
-        Anything with a ``losses`` list (index 0 is the loss before training).
+        Anything with a ``losses`` list (index 0 is the loss before training), and optionally
+        ``group``, ``learning_rate`` and ``momentum`` (shown in the legend).
     path : str or Path
         Output PNG; its folder is created if needed.
     title : str, optional
@@ -38,29 +56,38 @@ def plot_loss_curves(
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("the demo needs matplotlib: pip install 'fusedupdates[demo]'") from exc
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(8, 5), layout="constrained")
+    groups = list(dict.fromkeys(getattr(res, "group", "") for res in results.values()))
+    ncols = 1 if len(groups) == 1 else 2
+    nrows = math.ceil(len(groups) / ncols)
+    fig = Figure(figsize=(5.6 * ncols, 1.2 + 3.4 * nrows), layout="constrained")
     FigureCanvasAgg(fig)  # render with Agg whatever backend the session has selected
-    ax = fig.add_subplot()
-    for i, (name, res) in enumerate(results.items()):
-        # colour and dash both cycle, so that curves lying on top of each other stay visible
-        ax.plot(
-            range(len(res.losses)),
-            res.losses,
-            label=name,
-            color=f"C{i % 10}",
-            linestyle=_LINESTYLES[i % len(_LINESTYLES)],
-            linewidth=1.5,
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (cross-entropy)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small", ncol=2)
-    fig.savefig(path, dpi=120)
+    axes = list(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).flat)
+    for ax, group in zip(axes, groups):
+        members = [(n, r) for n, r in results.items() if getattr(r, "group", "") == group]
+        for i, (name, res) in enumerate(members):
+            ax.plot(
+                range(len(res.losses)),
+                res.losses,
+                label=_label(name, res),
+                color=f"C{i % 10}",
+                linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+                linewidth=1.6,
+            )
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, even for 3
+        ax.set_title(group, fontsize="medium")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes[len(groups) :]:  # an odd number of groups leaves one cell empty
+        ax.set_visible(False)
+    fig.supxlabel("epoch")
+    fig.supylabel("training loss (cross-entropy)")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
     return path

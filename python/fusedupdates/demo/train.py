@@ -34,6 +34,12 @@ class RuleResult:
     ----------
     name : str
         The rule's label.
+    group : str
+        The panel of the loss-curve figure that shows the rule.
+    learning_rate : float
+        The updater's learning rate.
+    momentum : float or None
+        The updater's momentum, or None for a rule without one.
     losses : list of float
         Mean cross-entropy on the whole training set before training (index 0) and after
         each epoch.
@@ -49,6 +55,9 @@ class RuleResult:
     """
 
     name: str
+    group: str = ""
+    learning_rate: float = float("nan")
+    momentum: float | None = None
     losses: list[float] = field(default_factory=list)
     test_accuracy: float = float("nan")
     epoch_seconds: list[float] = field(default_factory=list)
@@ -93,8 +102,8 @@ def get_array_module(device: str) -> ModuleType:
         import cupy
     except ImportError as exc:
         raise DemoError(
-            "--device cuda needs CuPy, which is not installed: install the CuPy wheel that "
-            "matches your CUDA (e.g. pip install cupy-cuda12x, or 'fusedupdates[cuda]')"
+            "--device cuda needs CuPy, which is not installed: pip install "
+            '"fusedupdates[cuda]" (the cuda extra installs cupy-cuda13x)'
         ) from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -162,7 +171,15 @@ def train_rule(
     rng = np.random.default_rng(seed)
     x, onehot = data.x_train, data.onehot_train
     n = int(x.shape[0])
-    result = RuleResult(spec.name, max_norm=spec.max_norm)
+    # read back from the updater, so that the table shows what actually ran
+    momentum = getattr(updater, "momentum", None)
+    result = RuleResult(
+        spec.name,
+        group=spec.group,
+        learning_rate=float(updater.learning_rate),
+        momentum=None if momentum is None else float(momentum),
+        max_norm=spec.max_norm,
+    )
     result.losses.append(float(mlp.loss(params, x, onehot, xp)))
     for _ in range(epochs):
         start = time.perf_counter()
@@ -251,15 +268,31 @@ def run_demo(
     return results
 
 
+def _hyper(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def format_table(results: dict[str, RuleResult]) -> str:
-    """Render the results as a plain-text table (rule, loss, accuracy, time per epoch)."""
+    """Render the results as a plain-text table.
+
+    One line per rule: learning rate, momentum, final training loss, test accuracy and the
+    median time of an epoch; then a line per rule with ``max_norm`` about its clipping.
+    """
     width = max(len("rule"), *(len(name) for name in results))
-    lines = [f"{'rule':<{width}}  final train loss  test accuracy  ms/epoch"]
+    lines = [
+        f"{'rule':<{width}}  learning rate  momentum  final train loss  test accuracy  ms/epoch"
+    ]
     lines.append("-" * len(lines[0]))
     for name, res in results.items():
         lines.append(
-            f"{name:<{width}}  {res.final_loss:>16.4f}  {res.test_accuracy:>13.4f}"
+            f"{name:<{width}}  {_hyper(res.learning_rate):>13}  {_hyper(res.momentum):>8}"
+            f"  {res.final_loss:>16.4f}  {res.test_accuracy:>13.4f}"
             f"  {1e3 * res.seconds_per_epoch:>8.2f}"
+        )
+    if any(res.momentum is not None for res in results.values()):
+        lines.append(
+            "(with momentum, a steady gradient moves the parameters learning rate / "
+            "(1 - momentum) per step)"
         )
     clipped_rules = [(n, r) for n, r in results.items() if r.clipped_fraction is not None]
     if clipped_rules:

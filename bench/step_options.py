@@ -1,0 +1,78 @@
+"""``python -m bench.step_options``: what each option of ``Updater.step`` costs on the CPU.
+
+float32 adam, one tensor of N elements, the same grads every call. Modes, each against the
+plain ``step(grads)`` measured in the same interleaved rounds:
+
+* ``skip_nonfinite``: the non-finite check, one extra read of the grads;
+* ``grad_scale``: loss scaling (implies the check);
+* ``max_norm``: clipping (the norm pass);
+* ``grad_scale + max_norm``: both, still ONE extra read (the check shares the norm's pass);
+* ``weight_decay`` and ``decoupled``: fused decay, no extra pass.
+
+Prints a markdown table: median ms per step and the median of the per-round ratios to the
+plain step (paired rounds, so machine-wide bandwidth swings cancel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+MODES = {
+    "plain": ({}, {}),
+    "skip_nonfinite": ({}, {"skip_nonfinite": True}),
+    "grad_scale": ({}, {"grad_scale": 1024.0}),
+    "max_norm": ({}, {"max_norm": 1e9}),
+    "grad_scale + max_norm": ({}, {"grad_scale": 1024.0, "max_norm": 1e9}),
+    "weight_decay": ({"weight_decay": 1e-4}, {}),
+    "decoupled": ({"weight_decay": 1e-4, "decoupled_weight_decay": True}, {}),
+}
+
+
+def _seconds(call, repeat: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return (time.perf_counter() - t0) / repeat
+
+
+def main() -> None:
+    import fusedupdates as fu
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,16M", help="comma list, K/M suffixes")
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    units = {"K": 1 << 10, "M": 1 << 20}
+    sizes = [
+        int(s[:-1]) * units[s[-1]] if s[-1] in units else int(s) for s in args.sizes.split(",")
+    ]
+    info = fu.build_info()
+    print(f"# Updater.step options, float32 adam ({info['simd']}, {info['num_threads']} threads)\n")
+    print("| N | mode | ms per step | x plain (median of paired rounds) |")
+    print("|---|---|---|---|")
+    for n in sizes:
+        grads = [np.full(n, 1e-3, np.float32)]
+        calls = {}
+        for mode, (factory_kw, step_kw) in MODES.items():
+            upd = fu.adam([np.zeros(n, np.float32)], **factory_kw)
+            calls[mode] = lambda upd=upd, kw=step_kw: upd.step(grads, **kw)
+        repeat = max(1, int(0.05 / max(_seconds(calls["plain"], 1), 1e-6)))
+        times: dict[str, list[float]] = {m: [] for m in MODES}
+        for _ in range(args.rounds):
+            for mode, call in calls.items():
+                times[mode].append(_seconds(call, repeat))
+        for mode in MODES:
+            ratio = statistics.median(a / b for a, b in zip(times[mode], times["plain"]))
+            ms = statistics.median(times[mode]) * 1e3
+            print(
+                f"| {n >> 20 if n >= 1 << 20 else n}{'M' if n >= 1 << 20 else ''} | {mode} "
+                f"| {ms:.3f} | {ratio:.3f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
