@@ -59,7 +59,7 @@ def main() -> None:
         calls = {}
         for mode, (factory_kw, step_kw) in MODES.items():
             upd = fu.adam([np.zeros(n, np.float32)], **factory_kw)
-            calls[mode] = lambda upd=upd, kw=step_kw: upd.step(grads, **kw)
+            calls[mode] = lambda upd=upd, kw=step_kw, g=grads: upd.step(g, **kw)
         repeat = max(1, int(0.05 / max(_seconds(calls["plain"], 1), 1e-6)))
         times: dict[str, list[float]] = {m: [] for m in MODES}
         for _ in range(args.rounds):
