@@ -8,10 +8,10 @@ ceiling GB/s of the same config.
 
 Providers are pluggable (``register``); the CPU ones, best first:
 
-``fu``      ``fusedupdates._cpu.bandwidth_probe(rw, ro)``: the library's own OpenMP loop, same thread
-            count and vector width as its rule kernels. All arrays must share one dtype, so a
-            float16 rule is probed with float32 stand-ins (same stream counts, its GB/s is
-            used).
+``fu``      ``fusedupdates._cpu.bandwidth_probe(rw, ro)``: the library's own OpenMP loop, same
+            thread count and vector width as its rule kernels. All arrays must share one dtype,
+            so a float16 rule is probed with float32 stand-ins (same stream counts, its GB/s
+            is used).
 ``native``  ``bench/_stream.c`` compiled at run time with the system C compiler
             (``-O3 -march=native -fopenmp``) and called through ctypes; exact mixed-dtype
             pattern.
@@ -84,7 +84,7 @@ class FuStream(CeilingProvider):
         note = ""
         if len(set(rw_t + ro_t)) > 1:  # one dtype only: float32 stand-ins
             rw_t, ro_t = [np.dtype(np.float32)] * len(rw_t), [np.dtype(np.float32)] * len(ro_t)
-            note = "float32 stand-in streams (stream() takes one dtype)"
+            note = "float32 stand-in streams (bandwidth_probe() takes one dtype)"
         rw, ro = _alloc(rw_t, numel), _alloc(ro_t, numel)
         return Impl(
             self.label,

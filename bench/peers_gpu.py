@@ -1,7 +1,8 @@
 """GPU implementations (``--device cuda``; needs CuPy and a GPU): fusedupdates on CuPy arrays,
 naive CuPy array expressions, a per-tensor fused ``cupy.ElementwiseKernel``, torch.optim on
-CUDA (foreach, fused), and a CuPy streaming-kernel ceiling. Timed with CuPy events
-(``timing.CudaEventTimer``).
+CUDA (foreach, fused), and two streaming ceilings: a CuPy kernel and fusedupdates' own
+``bandwidth_probe`` (same packs and grid-stride loop as its update kernel). Timed with CuPy
+events (``timing.CudaEventTimer``).
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def gpu_impls(env: GpuEnv, rule: RuleSpec, dtype, wl: Workload, data: DataCache,
             functional_call(env.fu.functional, rule, *args, tf[0])
 
         impls.append(Impl("fu.functional", "fu", fstep, nbytes, keepalive=args, probe=ps[0]))
+        impls.append(gpu_fu_ceiling(env, rule, dtype, wl.numel))
     if "cupy" in peers:
         ps, gs, states = _arrays(env, wl, dtype, data, rule)
         tn = [0]
@@ -271,4 +273,31 @@ def gpu_ceiling(env: GpuEnv, rule: RuleSpec, dtype, numel: int) -> Impl:
         bytes_per_elem(rule, dtype),
         is_ceiling=True,
         keepalive=(g, rw),
+    )
+
+
+def gpu_fu_ceiling(env: GpuEnv, rule: RuleSpec, dtype, numel: int) -> Impl:
+    """fusedupdates' bandwidth probe: the rule's streams (p and states read and written, g
+    read) with the update kernel's loads and stores but no math. One dtype for every array,
+    so a float16 rule is probed with float32 stand-ins (its GB/s is what counts)."""
+    from fusedupdates import _cuda_backend
+
+    cp = env.cp
+    dt = np.dtype(dtype)
+    rw_t = [dt] + [state_dtype(dt)] * rule.n_states
+    note = ""
+    if len(set(rw_t)) > 1:
+        rw_t, dt = [np.dtype(np.float32)] * len(rw_t), np.dtype(np.float32)
+        note = "float32 stand-in streams (bandwidth_probe() takes one dtype)"
+    rw = [cp.ones(numel, t) for t in rw_t]
+    ro = [cp.ones(numel, dt)]
+    nbytes = sum(2 * a.itemsize for a in rw) + ro[0].itemsize
+    return Impl(
+        "ceiling: fu._cuda.bandwidth_probe",
+        "ceiling",
+        lambda: _cuda_backend.bandwidth_probe(rw, ro),
+        nbytes,
+        note=note,
+        is_ceiling=True,
+        keepalive=(rw, ro),
     )

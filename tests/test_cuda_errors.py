@@ -108,13 +108,12 @@ class _OnOtherDevice:
 @needs_gpu
 def test_device_mismatch_is_a_value_error_naming_the_array():
     p = [cupy.zeros(3, np.float32), cupy.zeros(4, np.float32)]
-    grads = [cupy.zeros(3, np.float32), _OnOtherDevice(cupy.zeros(4, np.float32), 7)]
-    from fusedupdates import _cuda_backend as cb
-
+    grads = [cupy.ones(3, np.float32), _OnOtherDevice(cupy.ones(4, np.float32), 7)]
+    upd = fu.sgd(p, learning_rate=0.1)
     message = r"grads\[1\]: is on device 7 but params\[0\] is on device"
     with pytest.raises(ValueError, match=message):
-        cb.step(0, False, p, grads, [], [], None, (0.1, 0, 0, 0, 0, 1), None, 1e-7, {})
-    assert float(cupy.abs(p[1]).sum()) == 0.0  # nothing was launched
+        upd.step(grads)
+    assert float(cupy.abs(p[0]).sum()) == 0.0 and upd.t == 0  # nothing was launched
 
 
 @pytest.mark.skipif(_NUM_GPUS < 2, reason="needs two GPUs")
@@ -136,5 +135,6 @@ def test_updater_on_second_gpu(rng):
         g = cupy.ones(100, np.float32)
     upd = fu.adam([p])
     norm = upd.step([g], max_norm=1.0)  # current device is 0: the backend switches
+    assert cupy.cuda.Device().id == 0  # ...and switches back
     assert norm.device.id == 1 and upd.state["m"][0].device.id == 1
     assert float(norm) == pytest.approx(10.0)

@@ -1,8 +1,10 @@
 """CUDA backend: steps inside CUDA graphs (GPU only).
 
-A captured step must replay bit for bit like eager steps, advance t on the device, and pick up
-a learning rate changed between replays. The capture itself is the no-sync check: a step that
-synchronised the stream, or copied from device to host, would invalidate it.
+A captured step must replay bit for bit like eager steps, advance t on the device (t counts the
+updates applied: replays included, the recorded step itself not), and pick up hyperparameters
+changed between replays, without touching a momentum wrapper's own momentum. The capture
+itself is the no-sync check: a step that synchronised the stream, or copied from device to
+host, would invalidate it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from _support import (
 )
 
 cupy = require_cuda_module()
-
-from fusedupdates import _cuda_backend as cb  # noqa: E402  (needs CuPy)
 
 SHAPES = [(5,), (3, 7), (40_000,)]
 STEPS = 6
@@ -100,8 +100,8 @@ def test_replay_is_bit_identical_to_eager(rng, rule, modifier):
     eager, _ = _eager(rule, modifier, init, grads)
     graph, _ = _graph(rule, modifier, init, grads)
     _assert_identical(eager, graph)
-    assert int(cb.device_step(graph._shared.cache)) == STEPS  # t advanced by every replay
-    assert graph.t == 2  # the host counts step() calls: warm-up and the captured one
+    # Updates applied: the warm-up and STEPS - 1 replays (the recorded step itself is none).
+    assert eager.t == graph.t == STEPS
 
 
 def test_replay_with_max_norm_returns_each_norm(rng):
@@ -126,6 +126,7 @@ def test_first_step_captured_without_warmup(rng):
     eager, _ = _eager("adamax", "nesterov", init, grads)
     graph, _ = _graph("adamax", "nesterov", init, grads, warmup=False)
     _assert_identical(eager, graph)
+    assert graph.t == STEPS  # STEPS replays
 
 
 def test_eager_step_after_replays_continues_device_t(rng):
@@ -136,6 +137,7 @@ def test_eager_step_after_replays_continues_device_t(rng):
         graph.step([cupy.asarray(g) for g in grads[0]])  # t = STEPS + 1 on the device
         s.synchronize()
     _assert_identical(eager, graph)
+    assert graph.t == STEPS + 1
 
 
 def test_functional_step_captures_its_arguments(rng):
@@ -160,19 +162,94 @@ def test_functional_step_captures_its_arguments(rng):
 
 
 def test_changing_a_hyperparameter_inside_a_capture_is_an_error(rng):
+    """Once a step is captured the updater's values live on the device: writing one (or reading
+    t) while its stream is capturing would be recorded into the graph, so it raises and changes
+    nothing; before any captured step, values are host-side only and can change any time."""
     (p0,) = random_params(rng, [(10,)], np.float32)
     s = cupy.cuda.Stream(non_blocking=True)
     with s:
         upd = fu.adam([cupy.asarray(p0)])
-        upd.step([cupy.ones(10, np.float32)])
-        dummy = cupy.zeros(1, np.float32)
+        g = cupy.ones(10, np.float32)
+        upd.step([g])
         s.begin_capture()
         try:
+            upd.learning_rate = 0.002  # no step captured yet: nothing on the device to write
+            upd.step([g])  # from here on the updater reads its device copy
             with pytest.raises(RuntimeError, match="capturing"):
                 upd.learning_rate = 0.5
-            dummy += 1  # a graph needs at least one node
+            with pytest.raises(RuntimeError, match="capturing"):
+                _ = upd.t
         finally:
-            s.end_capture()
-        upd.step([cupy.ones(10, np.float32)])  # the new value is written eagerly instead
+            graph = s.end_capture()
+        assert upd.learning_rate == 0.002  # the failed assignment changed nothing
+        upd.learning_rate = 0.5  # outside the capture: written to the device copy
+        graph.launch(stream=s)
         s.synchronize()
-    assert upd.learning_rate == 0.5
+    assert upd.learning_rate == 0.5 and upd.t == 2
+
+
+def test_wrapper_graph_keeps_its_momentum_when_the_inner_changes(rng):
+    """The inner updater's learning rate changed between replays of a graph captured from its
+    momentum wrapper: the replays see the new rate and keep the wrapper's momentum."""
+    init, grads = _setup(rng, "rmsprop", "momentum")
+    results = []
+    for captured in (False, True):
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with stream:
+            inner = fu.rmsprop([cupy.asarray(p) for p in init], **HYPER["rmsprop"])
+            upd = fu.apply_momentum(inner, momentum=0.7)
+            bufs = [cupy.empty(g.shape, g.dtype) for g in grads[0]]
+            run = upd.step
+            for k, gk in enumerate(grads):
+                if k == 3:
+                    inner.learning_rate = 0.5
+                for b, g in zip(bufs, gk):
+                    b.set(g, stream=stream)
+                if captured and k == 1:
+                    stream.begin_capture()
+                    try:
+                        upd.step(bufs)
+                    finally:
+                        graph = stream.end_capture()
+                    run = lambda _bufs, g=graph, s=stream: g.launch(stream=s)  # noqa: E731
+                run(bufs)
+            stream.synchronize()
+        assert upd.momentum == 0.7 and upd.t == len(grads)
+        results.append(_snapshot(upd))
+    for x, y in zip(*results):
+        assert np.array_equal(x, y)
+
+
+def test_t_waits_for_the_stream_the_replays_ran_on(rng):
+    """Reading t synchronises the stream of the updater's steps, not CuPy's current stream."""
+    (p0,) = random_params(rng, [(1 << 22,)], np.float32)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        upd = fu.amsgrad([cupy.asarray(p0)])
+        g = [cupy.ones(p0.shape, np.float32)]
+        upd.step(g)
+        s.begin_capture()
+        try:
+            upd.step(g)
+        finally:
+            graph = s.end_capture()
+        for _ in range(30):
+            graph.launch(stream=s)
+    assert cupy.cuda.get_current_stream() != s
+    assert upd.t == 31  # read outside `with s`, with the replays possibly still running
+
+
+def test_steps_alternating_between_streams_match_one_stream(rng):
+    """A table uploaded for one stream is ordered before its use on another, and each step
+    comes after the previous one whatever stream it ran on."""
+    init, grads = _setup(rng, "adam", "nesterov")
+    eager, _ = _eager("adam", "nesterov", init, grads)
+    streams = [cupy.cuda.Stream(non_blocking=True) for _ in range(3)]
+    with streams[0]:
+        upd = make_updater(fu, "adam", [cupy.asarray(p) for p in init], "nesterov", **HYPER["adam"])
+    for k, gk in enumerate(grads):
+        with streams[k % 3]:
+            upd.step([cupy.asarray(g) for g in gk])  # fresh grads: a new table each step
+    for s in streams:
+        s.synchronize()
+    _assert_identical(eager, upd)

@@ -52,8 +52,11 @@ def run_both(rule, modifier, dtype, shapes, steps, rng, max_norm=None, subset=No
             gpu_params.append(view)
         else:
             gpu_params.append(cupy.asarray(p))
-    cpu = make_updater(fu, rule, cpu_params, modifier, subset=subset, **HYPER[rule])
-    gpu = make_updater(fu, rule, gpu_params, modifier, subset=subset, **HYPER[rule])
+    # subset: indices of the params the momentum modifier covers, as each backend's arrays.
+    cpu_subset = None if subset is None else [cpu_params[i] for i in subset]
+    gpu_subset = None if subset is None else [gpu_params[i] for i in subset]
+    cpu = make_updater(fu, rule, cpu_params, modifier, subset=cpu_subset, **HYPER[rule])
+    gpu = make_updater(fu, rule, gpu_params, modifier, subset=gpu_subset, **HYPER[rule])
     norms = []
     for _ in range(steps):
         grads = random_grads(rng, shapes, dtype)
@@ -105,6 +108,23 @@ def test_misaligned_views_take_the_scalar_path(rng, rule, modifier):
 def test_momentum_subset_parity(rng):
     cpu, gpu, _ = run_both("adam", "nesterov", np.float32, SHAPES, 5, rng, subset=[0, 3])
     compare_updaters(cpu, gpu, np.float32, "adam+nesterov subset")
+    assert [v is None for v in gpu.state["velocity"]] == [False, True, True, False]
+
+
+def test_frozen_params_parity(rng):
+    """A None grad leaves its param and state untouched (and out of the norm) on both."""
+    shapes = [(5,), (3, 7), (70_001,)]
+    init = random_params(rng, shapes, np.float32)
+    cpu = fu.apply_momentum(fu.adam([p.copy() for p in init], **HYPER["adam"]), momentum=0.7)
+    gpu = fu.apply_momentum(fu.adam([cupy.asarray(p) for p in init], **HYPER["adam"]), momentum=0.7)
+    for k in range(4):
+        grads = random_grads(rng, shapes, np.float32)
+        frozen = [None if i == k % 3 else g for i, g in enumerate(grads)]
+        n_cpu = cpu.step(frozen, max_norm=2.0)
+        n_gpu = gpu.step([None if g is None else cupy.asarray(g) for g in frozen], max_norm=2.0)
+        assert float(n_gpu) == pytest.approx(n_cpu, rel=1e-12)
+    compare_updaters(cpu, gpu, np.float32, "frozen params")
+    assert gpu.t == cpu.t == 4
 
 
 def test_mixed_dtypes_in_one_updater(rng):
@@ -188,8 +208,8 @@ def test_bandwidth_probes(rng):
 
     w = [cupy.ones(1001, np.float32) for _ in range(2)]
     r = [cupy.full(1001, 2.0, np.float32)]
-    cb.stream(w, r)
+    cb.bandwidth_probe(w, r)
     np.testing.assert_allclose(cupy.asnumpy(w[0]), np.float32(1) + np.float32(1e-7) * 2, rtol=0)
     dst = cupy.zeros(1001, np.float32)
-    cb.copy(dst, r[0])
+    cb.copy_probe(dst, r[0])
     assert float(dst.sum()) == 2002.0

@@ -202,3 +202,83 @@ def test_float16_norms_do_not_overflow(xp, rng):
     want, n_ref = REF.total_norm_constraint([x0.astype(np.float64)], 1.0, return_norm=True)
     assert float(n) == pytest.approx(n_ref, rel=1e-5)
     assert_close(xp.get(scaled[0]), want[0], 2e-3)
+
+
+# Shapes reaching every path of the CPU norm kernel (NormPanels in csrc/cpu/element_ranges.h):
+# contiguous rows (inner == 1) short and long (more than 64K elements: summed in chunks), one
+# norm over everything (outer = inner = 1), side-by-side columns narrower than, as wide as and
+# wider than the 256-wide block, and long columns summed in chunks.
+PANEL_CASES = [
+    ((5, 1000), (1,)),
+    ((3, 70_000), (1,)),
+    ((200_000,), (0,)),
+    ((300, 7), (0,)),
+    ((1000, 256), (0,)),
+    ((40, 300), (0,)),
+    ((2, 600, 300), (1,)),
+    ((2, 20_000, 5), (1,)),
+]
+ALL_FLOATS = [np.float64, np.float32, np.float16]
+ALL_TOL = {**NORM_TOL, np.dtype(np.float16): 2e-3}
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape, axes", PANEL_CASES, ids=str)
+def test_norm_constraint_every_kernel_path(xp, rng, shape, axes, dtype):
+    x0 = (rng.standard_normal(shape) * 0.01).astype(dtype)  # some norms above, some below 1
+    x0.reshape(-1)[::7] *= 100
+    want = REF.norm_constraint(x0.astype(np.float64), 1.0, norm_axes=axes)
+    got = fu.norm_constraint(xp.asarray(x0), 1.0, norm_axes=axes)
+    assert got.dtype == np.dtype(dtype)
+    assert_close(xp.get(got), want, ALL_TOL[np.dtype(dtype)])
+    x = xp.asarray(x0)
+    assert fu.norm_constraint(x, 1.0, norm_axes=axes, out=x) is x  # in place, same result
+    np.testing.assert_array_equal(xp.get(x), xp.get(got))
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS, ids=lambda d: np.dtype(d).name)
+def test_total_norm_constraint_float16_and_lists(xp, rng, dtype):
+    shapes = [(70_000,), (3,), (), (257, 3)]
+    xs0 = [(rng.standard_normal(s) * 0.01).astype(dtype) for s in shapes]
+    got, norm = fu.total_norm_constraint([xp.asarray(x) for x in xs0], 0.5, return_norm=True)
+    want, want_norm = REF.total_norm_constraint(
+        [x.astype(np.float64) for x in xs0], 0.5, return_norm=True
+    )
+    assert float(norm) == pytest.approx(want_norm, rel=1e-12)  # summed in double: exact-ish
+    for g, w in zip(got, want):
+        assert g.dtype == np.dtype(dtype)
+        assert_close(xp.get(g), w, ALL_TOL[np.dtype(dtype)])
+
+
+def _with_threads(n, fn):
+    old = fu.get_num_threads()
+    fu.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        fu.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS, ids=lambda d: np.dtype(d).name)
+def test_norms_do_not_depend_on_the_thread_count(rng, dtype):
+    """Every reduction is cut by shape alone and added in a fixed order: 1, 2 and 3 threads
+    give the same bits. These shapes have few long columns (one norm over a whole vector, long
+    rows, long columns), so one thread sums each column in one task and several threads split
+    the columns into panels: both schedules must agree."""
+    x1 = rng.standard_normal(300_001).astype(dtype)
+    x3 = rng.standard_normal((3, 70_001)).astype(dtype)
+    xc = rng.standard_normal((1000, 300)).astype(dtype)
+
+    def run():
+        return [
+            fu.norm_constraint(x1, 1.0, norm_axes=(0,)),
+            fu.norm_constraint(x3, 1.0, norm_axes=(1,)),
+            fu.norm_constraint(xc, 1.0),
+            *fu.total_norm_constraint([x1, x3, xc], 1.0),
+            np.array(fu.total_norm_constraint([x1, x3, xc], 1.0, return_norm=True)[1]),
+        ]
+
+    one = _with_threads(1, run)
+    for n in (2, 3):
+        for a, b in zip(one, _with_threads(n, run)):
+            np.testing.assert_array_equal(a, b)

@@ -90,4 +90,45 @@ class ElementRanges {
   std::vector<int64_t>& offsets_;
 };
 
+// How norm_constraint cuts x, viewed as [outer, reduce, inner], into work: one norm per
+// (outer, inner) position. Positions are grouped into "columns" (one outer index and up to
+// kColumnWidth adjacent inner positions; with inner == 1 a column is one contiguous row of
+// `reduce` elements) and each column's reduced axis into chunks of rows_per_chunk rows; a
+// "panel" is one chunk of one column. The cut depends only on the shape: partial sums per panel
+// added in chunk order give the same bits for any thread count, and a single norm over a huge
+// array (outer = inner = 1) is still split among threads.
+struct NormPanels {
+  static constexpr int64_t kColumnWidth = 256;        // inner positions reduced side by side
+  static constexpr int64_t kPanelElements = 1 << 16;  // ~256 KB of float32: stays in L2
+
+  int64_t reduce, inner;
+  int64_t width;          // inner positions of a full column (1 when inner == 1)
+  int64_t column_blocks;  // columns per outer index
+  int64_t columns;
+  int64_t rows_per_chunk;
+  int64_t chunks;  // per column
+
+  NormPanels(int64_t outer, int64_t reduce_, int64_t inner_) : reduce(reduce_), inner(inner_) {
+    width = std::clamp<int64_t>(inner, 1, kColumnWidth);  // callers skip empty arrays
+    column_blocks = (inner + width - 1) / width;
+    columns = outer * column_blocks;
+    rows_per_chunk = std::max<int64_t>(1, kPanelElements / width);
+    chunks = std::max<int64_t>(1, (reduce + rows_per_chunk - 1) / rows_per_chunk);
+  }
+  int64_t count() const { return columns * chunks; }
+  // Offset of column c's first element in x, and how many inner positions it holds.
+  int64_t column_offset(int64_t c) const {
+    return (c / column_blocks) * reduce * inner + (c % column_blocks) * width;
+  }
+  // At most kColumnWidth, visibly to the compiler: it then unrolls the column loops fully,
+  // which streams ~1.6x faster than a loop of unknown bound (measured, float32, 2-core EPYC).
+  int64_t column_width(int64_t c) const {
+    return std::min(kColumnWidth, std::min(width, inner - (c % column_blocks) * width));
+  }
+  int64_t chunk_first_row(int64_t k) const { return k * rows_per_chunk; }
+  int64_t chunk_rows(int64_t k) const {
+    return std::min(rows_per_chunk, reduce - k * rows_per_chunk);
+  }
+};
+
 }  // namespace fusedupdates::cpu

@@ -6,18 +6,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "../common/dtype.h"
+#include "../common/dtype_dispatch.h"
 #include "layout.h"
 
 namespace fusedupdates::cuda {
 
-// float16 params keep float arithmetic, as on the CPU (csrc/cpu/storage.h).
-template <typename S>
-using compute_t = std::conditional_t<std::is_same_v<S, double>, double, float>;
-
-// Round-to-nearest conversions both ways (__half's constructors use __float2half_rn).
+// Round-to-nearest conversions between a storage type and its compute_t (the common one of
+// csrc/common/dtype_dispatch.h: float for float16, never upcast); __half's constructors round
+// with __float2half_rn.
 template <typename S>
 __device__ __forceinline__ compute_t<S> to_compute(S x) {
   return static_cast<compute_t<S>>(x);
@@ -90,17 +88,6 @@ __device__ __forceinline__ void chunk_range(const ChunkRef& ref, int64_t numel, 
                                             int64_t& n) {
   lo = static_cast<int64_t>(ref.index) * kChunkElements;
   n = numel - lo < kChunkElements ? numel - lo : kChunkElements;
-}
-
-// Storage dtype -> C++ type, for kernels that switch on a runtime dtype.
-template <class F>
-__host__ __device__ __forceinline__ void with_storage_type(int dtype, F&& f) {
-  switch (static_cast<DType>(dtype)) {
-    case DType::kFloat16: f(__half{}); break;
-    case DType::kFloat32: f(float{}); break;
-    case DType::kFloat64: f(double{}); break;
-    default: break;  // rejected by validation before any launch
-  }
 }
 
 // --- host side --------------------------------------------------------------------------------

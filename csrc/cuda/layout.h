@@ -1,8 +1,9 @@
-// Plain data shared by the CUDA kernels (nvcc) and the binding (host compiler): the device
-// tables that describe one multi-tensor launch, the per-updater control block and the kernel
-// argument structs. No CUDA header is included, so the binding builds with the host compiler
-// alone and only the .cu files see the CUDA runtime.
+// Plain data shared by the CUDA kernels (nvcc) and the host code (host compiler): the device
+// tables that describe one multi-tensor launch, the control block of a captured updater and the
+// kernel argument structs. No CUDA header is included, so host code builds with the host
+// compiler alone and only the .cu files see the CUDA runtime.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "../rules/common.h"
@@ -10,6 +11,7 @@
 namespace fusedupdates::cuda {
 
 using Stream = void*;  // a cudaStream_t (CuPy's stream.ptr)
+using Event = void*;   // a cudaEvent_t
 
 // Every tensor is cut into chunks of this many elements, a chunk never spans two tensors, and
 // blocks take whole chunks grid-stride: one launch covers any number of tensors, and every
@@ -23,11 +25,11 @@ constexpr int kNormPartials = 512;
 constexpr int kNormBufferDoubles = 2 + kNormPartials;
 constexpr int kPartialsOffset = 2;
 
-// Per tensor, in the updater's parameter order.
+// Per tensor, in the stepper's parameter order.
 struct TensorMeta {
   int64_t numel;
   int32_t dtype;          // DType of the param / list entry
-  int32_t with_momentum;  // 1: velocity is state[rule states] (WithMomentum), 0: plain rule
+  int32_t with_momentum;  // 1: velocity is state[rule states]; launched by the momentum kernel
 };
 struct TensorPtrs {
   void* param;
@@ -39,28 +41,34 @@ struct ChunkRef {
   int32_t index;
 };
 
-// The device-resident state of an updater. hyper.step counts the steps taken ON THE DEVICE:
-// the update kernel uses step + 1 and its last block stores it back, so a replayed CUDA
-// graph advances t by itself; the other fields are written only by set_control (hyperparameter
-// changes), which is why a graph replay sees a new learning rate.
+// The device copy of a stepper core's t and rule hyperparameters, created when one of its
+// steps is first captured into a CUDA graph (eager steps pass them as kernel arguments). A
+// kernel reading it uses t = hyper.step + 1 and its last block stores that t back, so every
+// replay advances t; the host writes the rule fields when they are set (never momentum: each
+// momentum stepper keeps its own in a separate slot, and never t unless t is set).
 struct Control {
-  HyperParams hyper;
+  HyperParams hyper;         // the rule's fields; hyper.step = updates applied
   unsigned int blocks_done;  // last-block detection of the update launch; 0 between launches
   unsigned int unused;
 };
+// The rule fields are the user fields before `step`: written as one block of bytes.
+constexpr std::size_t kControlFieldBytes = offsetof(HyperParams, step);
+
+enum class Modifier : int { kNone = 0, kMomentum = 1, kNesterov = 2 };
 
 struct UpdateArgs {
   const TensorMeta* meta;
   const TensorPtrs* ptrs;
   const void* const* grads;  // per tensor: kept apart so that new grads re-upload only these
   const ChunkRef* chunks;
-  int64_t chunk_begin, chunk_end;  // the chunks of this launch (one storage dtype)
-  Control* control;                // updater: hyperparameters and t from the device
-  HyperParams hyper;               // functional API (control == nullptr): used as given
+  int64_t chunk_begin, chunk_end;  // the chunks of this launch (one dtype, one modifier)
+  Control* control;                // rule fields and t from the device, or null: use `hyper`
+  const double* momentum;          // the momentum from the device, or null: hyper.momentum
+  HyperParams hyper;               // eager and functional steps: every value, step = t + 1
   const double* partials;          // clipping: the kNormPartials sums of squares, else null
   double* norm_out;                // clipping: [norm, multiplier], written by block 0
   double max_norm, clip_epsilon;
-  int advance;     // this launch ends the step: its last block stores t
+  int advance;     // this launch ends the step: its last block stores t (with a control block)
   int write_norm;  // this launch writes norm_out
 };
 
@@ -68,8 +76,9 @@ struct ReduceArgs {
   const TensorMeta* meta;
   const void* const* ptrs;
   const ChunkRef* chunks;
-  int64_t num_chunks;
-  double* partials;  // kNormPartials outputs
+  int64_t chunk_begin, chunk_end;  // one storage dtype
+  double* partials;                // kNormPartials outputs
+  int accumulate;                  // add to the partials of an earlier launch (mixed dtypes)
 };
 
 struct ScaleArgs {
@@ -78,14 +87,13 @@ struct ScaleArgs {
   void* const* outputs;
   const ChunkRef* chunks;
   int64_t num_chunks;
-  double factor;           // used when partials is null
-  const double* partials;  // total_norm_constraint: factor = norm_multiplier(sqrt(sum))
-  double* norm_out;        // [norm, multiplier] when partials is set
+  const double* partials;  // factor = norm_multiplier(sqrt(sum of partials))
+  double* norm_out;        // [norm, multiplier]
   double max_norm, epsilon;
 };
 
-// Bandwidth probe: rw[k][i] += 1e-7 * (ro[0][i] + ...), the CPU backend's stream().
-struct StreamArgs {
+// Bandwidth probe: rw[k][i] += 1e-7 * (ro[0][i] + ...), the CPU backend's probe.
+struct BandwidthProbeArgs {
   void* rw[4];
   const void* ro[2];
   int64_t numel;
@@ -96,5 +104,6 @@ static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (1 + kMaxSta
               "device tables are uploaded as raw bytes: keep their layout fixed");
 // The control block is uploaded as raw bytes too: HyperParams is all doubles, no padding.
 static_assert(sizeof(HyperParams) % sizeof(double) == 0, "HyperParams must be all doubles");
+static_assert(kControlFieldBytes % 4 == 0 && sizeof(Control) % 4 == 0, "uploaded in words");
 
 }  // namespace fusedupdates::cuda

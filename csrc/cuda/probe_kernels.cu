@@ -1,8 +1,10 @@
-// Bandwidth ceiling for the benchmarks: the CPU backend's stream() on the GPU. It moves the
-// same streams as an update rule (n_rw read and written, n_ro only read) with the same
-// 16-byte packs and grid-stride loop, but almost no arithmetic.
+// Benchmark probes, used by no update: the bandwidth ceiling (the CPU backend's
+// bandwidth_probe on the GPU: the same streams as an update rule, n_rw read and written and
+// n_ro only read, with the same 16-byte packs and grid-stride loop but almost no arithmetic)
+// and a device-to-device copy.
 #include <stdexcept>
 
+#include "../common/dtype_dispatch.h"
 #include "device_util.cuh"
 #include "launch.h"
 
@@ -22,7 +24,7 @@ __device__ __forceinline__ void stream_element(S* const (&w)[4], const S* const 
 }
 
 template <class S, int kRw, int kRo>
-__global__ void __launch_bounds__(kThreads) stream_kernel(const StreamArgs a) {
+__global__ void __launch_bounds__(kThreads) probe_kernel(const BandwidthProbeArgs a) {
   using T = compute_t<S>;
   constexpr int V = kPackElements<S>;
   S* const w[4] = {static_cast<S*>(a.rw[0]), static_cast<S*>(a.rw[1]), static_cast<S*>(a.rw[2]),
@@ -62,42 +64,46 @@ __global__ void __launch_bounds__(kThreads) stream_kernel(const StreamArgs a) {
 }
 
 template <class S>
-void launch_stream_typed(const StreamArgs& args, int n_rw, int n_ro, int device, Stream stream) {
+void launch_probe_typed(const BandwidthProbeArgs& args, int n_rw, int n_ro, int device,
+                        Stream stream) {
   auto launch = [&](auto kernel) {
     const int64_t packs = (args.numel + kPackElements<S> - 1) / kPackElements<S>;
     const int grid =
         grid_for((packs + kThreads - 1) / kThreads, reinterpret_cast<const void*>(kernel), device);
     kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
-    check_launch("stream kernel");
+    check_launch("bandwidth probe kernel");
   };
   switch (n_rw * 10 + n_ro) {  // validated by the binding: 1..4 written, 0..2 read
-    case 10: launch(stream_kernel<S, 1, 0>); break;
-    case 11: launch(stream_kernel<S, 1, 1>); break;
-    case 12: launch(stream_kernel<S, 1, 2>); break;
-    case 20: launch(stream_kernel<S, 2, 0>); break;
-    case 21: launch(stream_kernel<S, 2, 1>); break;
-    case 22: launch(stream_kernel<S, 2, 2>); break;
-    case 30: launch(stream_kernel<S, 3, 0>); break;
-    case 31: launch(stream_kernel<S, 3, 1>); break;
-    case 32: launch(stream_kernel<S, 3, 2>); break;
-    case 40: launch(stream_kernel<S, 4, 0>); break;
-    case 41: launch(stream_kernel<S, 4, 1>); break;
-    case 42: launch(stream_kernel<S, 4, 2>); break;
-    default: throw std::invalid_argument("stream: needs 1..4 written and 0..2 read-only arrays");
+    case 10: launch(probe_kernel<S, 1, 0>); break;
+    case 11: launch(probe_kernel<S, 1, 1>); break;
+    case 12: launch(probe_kernel<S, 1, 2>); break;
+    case 20: launch(probe_kernel<S, 2, 0>); break;
+    case 21: launch(probe_kernel<S, 2, 1>); break;
+    case 22: launch(probe_kernel<S, 2, 2>); break;
+    case 30: launch(probe_kernel<S, 3, 0>); break;
+    case 31: launch(probe_kernel<S, 3, 1>); break;
+    case 32: launch(probe_kernel<S, 3, 2>); break;
+    case 40: launch(probe_kernel<S, 4, 0>); break;
+    case 41: launch(probe_kernel<S, 4, 1>); break;
+    case 42: launch(probe_kernel<S, 4, 2>); break;
+    default:
+      throw std::invalid_argument("bandwidth_probe: needs 1..4 written and 0..2 read-only arrays");
   }
 }
 
 }  // namespace
 
-void launch_stream(DType dtype, const StreamArgs& args, int n_rw, int n_ro, int device,
-                   Stream stream) {
+void launch_bandwidth_probe(DType dtype, const BandwidthProbeArgs& args, int n_rw, int n_ro,
+                            int device, Stream stream) {
   if (args.numel <= 0) return;
-  switch (dtype) {
-    case DType::kFloat16: launch_stream_typed<__half>(args, n_rw, n_ro, device, stream); break;
-    case DType::kFloat32: launch_stream_typed<float>(args, n_rw, n_ro, device, stream); break;
-    case DType::kFloat64: launch_stream_typed<double>(args, n_rw, n_ro, device, stream); break;
-    default: throw std::invalid_argument("unsupported dtype");
-  }
+  dispatch_storage<__half>(dtype, [&](auto storage) {
+    launch_probe_typed<decltype(storage)>(args, n_rw, n_ro, device, stream);
+  });
+}
+
+void launch_copy_probe(void* dst, const void* src, std::size_t bytes, Stream stream) {
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_cuda(stream)),
+             "cudaMemcpyAsync");
 }
 
 }  // namespace fusedupdates::cuda

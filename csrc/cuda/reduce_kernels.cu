@@ -1,9 +1,8 @@
 // Norm reductions and scaling: the deterministic sum of squares over many tensors (the total
-// norm of a clipped step and of total_norm_constraint), the scaling pass, and norm_constraint
+// norm of a clipped step and of total_norm_constraint), the scaling pass and norm_constraint
 // over [outer, reduce, inner]. Every sum uses a fixed assignment of elements to threads and a
 // fixed combination order, so the same inputs give the same bits on every run.
-#include <stdexcept>
-
+#include "../common/dtype_dispatch.h"
 #include "../rules/norm.h"
 #include "device_util.cuh"
 #include "launch.h"
@@ -33,25 +32,23 @@ __device__ __forceinline__ double chunk_sum_squares(const S* __restrict__ x, int
   return acc;
 }
 
-// Exactly kNormPartials blocks; block b takes chunks b, b + kNormPartials, ... (tensors of any
-// storage dtype: a step may mix them).
+// Exactly kNormPartials blocks; block b takes chunks begin + b, begin + b + kNormPartials, ...
+// of one storage dtype. A step mixing dtypes runs one launch per dtype, each adding to the
+// partials of the one before, in a fixed dtype order: still deterministic.
+template <class S>
 __global__ void __launch_bounds__(kThreads) sum_squares_kernel(const ReduceArgs a) {
   double acc = 0.0;
-  for (int64_t c = blockIdx.x; c < a.num_chunks; c += gridDim.x) {
+  for (int64_t c = a.chunk_begin + blockIdx.x; c < a.chunk_end; c += gridDim.x) {
     const ChunkRef ref = a.chunks[c];
-    const TensorMeta meta = a.meta[ref.tensor];
-    const void* x = a.ptrs[ref.tensor];
+    const auto* x = static_cast<const S*>(a.ptrs[ref.tensor]);
+    if (x == nullptr) continue;  // a frozen param's grad (None) counts as zero
     int64_t lo, n;
-    chunk_range(ref, meta.numel, lo, n);
-    switch (static_cast<DType>(meta.dtype)) {
-      case DType::kFloat16: acc += chunk_sum_squares(static_cast<const __half*>(x) + lo, n); break;
-      case DType::kFloat32: acc += chunk_sum_squares(static_cast<const float*>(x) + lo, n); break;
-      case DType::kFloat64: acc += chunk_sum_squares(static_cast<const double*>(x) + lo, n); break;
-      default: break;
-    }
+    chunk_range(ref, a.meta[ref.tensor].numel, lo, n);
+    acc += chunk_sum_squares(x + lo, n);
   }
   const double total = block_sum(acc);
-  if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
+  if (threadIdx.x == 0)
+    a.partials[blockIdx.x] = (a.accumulate ? a.partials[blockIdx.x] : 0.0) + total;
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -65,16 +62,13 @@ __global__ void __launch_bounds__(kThreads) scale_kernel(const ScaleArgs a) {
   using T = compute_t<S>;
   constexpr int V = kPackElements<S>;
   __shared__ double shared_factor;
-  const double sum = a.partials != nullptr ? sum_partials(a.partials) : 0.0;
+  const double sum = sum_partials(a.partials);
   if (threadIdx.x == 0) {
-    double factor = a.factor;
-    if (a.partials != nullptr) {
-      const double norm = FU_MATH::sqrt(sum);
-      factor = norm_multiplier(norm, a.max_norm, a.epsilon);
-      if (blockIdx.x == 0) {
-        a.norm_out[0] = norm;
-        a.norm_out[1] = factor;
-      }
+    const double norm = FU_MATH::sqrt(sum);
+    const double factor = norm_multiplier(norm, a.max_norm, a.epsilon);
+    if (blockIdx.x == 0) {
+      a.norm_out[0] = norm;
+      a.norm_out[1] = factor;
     }
     shared_factor = factor;
   }
@@ -189,8 +183,10 @@ void norm_constraint_typed(const void* x, void* out, int64_t outer, int64_t redu
 
 }  // namespace
 
-void launch_sum_squares(const ReduceArgs& args, Stream stream) {
-  sum_squares_kernel<<<kNormPartials, kThreads, 0, as_cuda(stream)>>>(args);
+void launch_sum_squares(DType dtype, const ReduceArgs& args, Stream stream) {
+  dispatch_storage<__half>(dtype, [&](auto storage) {
+    sum_squares_kernel<decltype(storage)><<<kNormPartials, kThreads, 0, as_cuda(stream)>>>(args);
+  });
   check_launch("sum of squares kernel");
 }
 
@@ -200,34 +196,21 @@ void launch_sum_partials(const double* partials, double* out, Stream stream) {
 }
 
 void launch_scale(DType dtype, const ScaleArgs& args, int device, Stream stream) {
-  auto launch = [&](auto kernel) {
+  dispatch_storage<__half>(dtype, [&](auto storage) {
+    const auto kernel = scale_kernel<decltype(storage)>;
     const int grid = grid_for(args.num_chunks, reinterpret_cast<const void*>(kernel), device);
     kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
-    check_launch("scale kernel");
-  };
-  switch (dtype) {
-    case DType::kFloat16: launch(scale_kernel<__half>); break;
-    case DType::kFloat32: launch(scale_kernel<float>); break;
-    case DType::kFloat64: launch(scale_kernel<double>); break;
-    default: throw std::invalid_argument("unsupported dtype");
-  }
+  });
+  check_launch("scale kernel");
 }
 
 void launch_norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
                             int64_t inner, double max_norm, double epsilon, Stream stream) {
   if (outer <= 0 || reduce <= 0 || inner <= 0) return;  // an empty array: nothing to do
-  switch (dtype) {
-    case DType::kFloat16:
-      norm_constraint_typed<__half>(x, out, outer, reduce, inner, max_norm, epsilon, stream);
-      break;
-    case DType::kFloat32:
-      norm_constraint_typed<float>(x, out, outer, reduce, inner, max_norm, epsilon, stream);
-      break;
-    case DType::kFloat64:
-      norm_constraint_typed<double>(x, out, outer, reduce, inner, max_norm, epsilon, stream);
-      break;
-    default: throw std::invalid_argument("unsupported dtype");
-  }
+  dispatch_storage<__half>(dtype, [&](auto storage) {
+    norm_constraint_typed<decltype(storage)>(x, out, outer, reduce, inner, max_norm, epsilon,
+                                             stream);
+  });
 }
 
 }  // namespace fusedupdates::cuda

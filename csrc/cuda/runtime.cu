@@ -1,6 +1,7 @@
-// The CUDA runtime as the backend uses it: error checks, grid sizing, the setup stream, and the
-// two small kernels that write device tables and the control block from the host without a
-// host-side copy (so neither waits for the stream, and both are safe inside a stream capture).
+// The CUDA runtime as the backend uses it: the driver check, error checks, grid sizing, device
+// and capture-mode guards, the setup stream, events, and the small kernel that writes device
+// tables and control blocks from the host without a host-side copy (so it never waits for the
+// stream and is safe inside a stream capture).
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -17,6 +18,70 @@ void check_cuda(cudaError_t status, const char* what) {
   if (status == cudaSuccess) return;
   throw std::runtime_error(std::string("fusedupdates CUDA error in ") + what + ": " +
                            cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
+}
+
+namespace {
+
+std::string version_string(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
+
+// Empty when the driver can run this runtime, else the message of the RuntimeError.
+std::string driver_problem() {
+  const int driver = driver_version();
+  if (driver >= CUDART_VERSION) return {};
+  std::string found = driver == 0 ? "no NVIDIA driver was found (cudaDriverGetVersion gave 0)"
+                                  : "the installed driver supports CUDA " + version_string(driver) +
+                                        " (cudaDriverGetVersion " + std::to_string(driver) + ")";
+  return "fusedupdates' CUDA module was built with the CUDA " + version_string(CUDART_VERSION) +
+         " runtime (CUDART_VERSION " + std::to_string(CUDART_VERSION) +
+         "), which needs a driver for CUDA " + version_string(CUDART_VERSION) +
+         " or newer (R580+ for CUDA 13), but " + found +
+         ": update the NVIDIA driver, or build fusedupdates with a CUDA toolkit the driver "
+         "supports";
+}
+
+}  // namespace
+
+int runtime_version() { return CUDART_VERSION; }
+
+int driver_version() {
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) {
+    (void)cudaGetLastError();
+    driver = 0;
+  }
+  return driver;
+}
+
+void ensure_runtime() {
+  // A static runtime can only work with a driver at least as new as itself; without this check
+  // the first launch fails with a bare cudaErrorInsufficientDriver.
+  static const std::string problem = driver_problem();
+  if (!problem.empty()) throw std::runtime_error(problem);
+}
+
+DeviceGuard::DeviceGuard(int device) : previous_(0), switched_(false) {
+  check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
+  if (previous_ != device) {
+    check_cuda(cudaSetDevice(device), "cudaSetDevice");
+    switched_ = true;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (switched_) (void)cudaSetDevice(previous_);
+}
+
+RelaxedCaptureMode::RelaxedCaptureMode() {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  check_cuda(cudaThreadExchangeStreamCaptureMode(&mode), "cudaThreadExchangeStreamCaptureMode");
+  previous_ = static_cast<int>(mode);
+}
+
+RelaxedCaptureMode::~RelaxedCaptureMode() {
+  auto mode = static_cast<cudaStreamCaptureMode>(previous_);
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
 }
 
 int resident_blocks(const void* kernel, int device) {
@@ -52,17 +117,6 @@ __global__ void upload_kernel(const UploadArgs a) {
   for (int i = threadIdx.x; i < a.words; i += blockDim.x) a.dst[i] = a.data[i];
 }
 
-__global__ void set_control_kernel(Control* c, const HyperParams h, int write_step, int reset) {
-  c->hyper.learning_rate = h.learning_rate;
-  c->hyper.beta1 = h.beta1;
-  c->hyper.beta2 = h.beta2;
-  c->hyper.epsilon = h.epsilon;
-  c->hyper.momentum = h.momentum;
-  c->hyper.grad_scale = 1.0;  // informational: the update kernel derives its own
-  if (write_step) c->hyper.step = h.step;
-  if (reset) c->blocks_done = 0u;
-}
-
 }  // namespace
 
 void upload_bytes(void* dst, const void* src, std::size_t bytes, Stream stream) {
@@ -80,10 +134,10 @@ void upload_bytes(void* dst, const void* src, std::size_t bytes, Stream stream) 
   }
 }
 
-void launch_set_control(Control* control, const HyperParams& h, bool write_step, bool reset,
-                        Stream stream) {
-  set_control_kernel<<<1, 1, 0, as_cuda(stream)>>>(control, h, write_step ? 1 : 0, reset ? 1 : 0);
-  check_launch("hyperparameter update");
+void copy_to_host(void* dst, const void* src, std::size_t bytes, Stream stream) {
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_cuda(stream)),
+             "cudaMemcpyAsync");
+  stream_synchronize(stream);
 }
 
 bool stream_is_capturing(Stream stream) {
@@ -100,17 +154,16 @@ Stream setup_stream(int device) {
   const std::lock_guard<std::mutex> lock(mutex);
   const auto hit = streams.find(device);
   if (hit != streams.end()) return hit->second;
+  const DeviceGuard guard(device);
   cudaStream_t s = nullptr;
   check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
   streams.emplace(device, s);
   return s;
 }
 
-void synchronize_stream(Stream stream) {
+void stream_synchronize(Stream stream) {
   check_cuda(cudaStreamSynchronize(as_cuda(stream)), "cudaStreamSynchronize");
 }
-
-void set_device(int device) { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
 
 int current_device() {
   int device = 0;
@@ -121,15 +174,40 @@ int current_device() {
 int pointer_device(std::uintptr_t ptr) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky-free error of an unknown pointer
+    (void)cudaGetLastError();  // clear the error of an unknown pointer
     return -1;
   }
   return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device : -1;
 }
 
-void launch_copy(void* dst, const void* src, std::size_t bytes, Stream stream) {
-  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_cuda(stream)),
-             "cudaMemcpyAsync");
+Event event_create() {
+  cudaEvent_t event = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  return event;
+}
+
+void event_record(Event event, Stream stream) {
+  check_cuda(cudaEventRecord(static_cast<cudaEvent_t>(event), as_cuda(stream)), "cudaEventRecord");
+}
+
+bool event_done(Event event) {
+  const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (status == cudaErrorNotReady) {
+    // Not an error; make sure it is not left as the thread's last error for check_launch.
+    if (cudaPeekAtLastError() == cudaErrorNotReady) (void)cudaGetLastError();
+    return false;
+  }
+  check_cuda(status, "cudaEventQuery");
+  return true;
+}
+
+void event_synchronize(Event event) {
+  check_cuda(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+}
+
+void stream_wait_event(Stream stream, Event event) {
+  check_cuda(cudaStreamWaitEvent(as_cuda(stream), static_cast<cudaEvent_t>(event), 0),
+             "cudaStreamWaitEvent");
 }
 
 }  // namespace fusedupdates::cuda

@@ -1,7 +1,8 @@
 #include "tables.h"
 
-#include <cmath>
+#include <algorithm>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <utility>
 
@@ -10,6 +11,16 @@
 
 namespace fusedupdates::cuda {
 namespace {
+
+std::mutex& allocator_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+DeviceAllocator& allocator() {
+  static DeviceAllocator* alloc = new DeviceAllocator();  // never destroyed (outlives graphs)
+  return *alloc;
+}
 
 template <class T>
 void append(std::string& out, const std::vector<T>& items) {
@@ -34,146 +45,211 @@ void check_count(size_t n) {
 
 }  // namespace
 
-TableCache::TableCache(py::function alloc, int device, size_t capacity)
-    : alloc_(std::move(alloc)), device_(device), capacity_(capacity) {}
-
-DeviceBuffer TableCache::allocate(size_t bytes) {
-  DeviceBuffer buffer;
-  buffer.owner = alloc_(bytes);
-  buffer.ptr = buffer.owner.attr("data").attr("ptr").cast<std::uintptr_t>();
-  return buffer;
+void set_device_allocator(DeviceAllocator alloc) {
+  const std::lock_guard<std::mutex> lock(allocator_mutex());
+  allocator() = std::move(alloc);
 }
 
-void TableCache::evict_one() {
-  auto victim = entries_.end();
-  for (auto it = entries_.begin(); it != entries_.end(); ++it)
-    if (!it->second.pinned &&
-        (victim == entries_.end() || it->second.last_use < victim->second.last_use))
-      victim = it;
-  // Dropping the CuPy array returns it to CuPy's pool for its stream: a kernel still reading
-  // the table on that stream finishes before the memory is handed out again.
-  if (victim != entries_.end()) entries_.erase(victim);
-}
-
-std::uintptr_t TableCache::get(const std::string& bytes, Stream stream, bool capturing) {
-  if (bytes.empty()) return 0;  // no tensors: the kernels never read the table
-  const auto hit = entries_.find(bytes);
-  if (hit != entries_.end()) {
-    hit->second.last_use = ++clock_;
-    hit->second.pinned = hit->second.pinned || capturing;
-    return hit->second.buffer.ptr;
+DeviceMemory allocate_setup_memory(std::size_t bytes, int device) {
+  DeviceAllocator alloc;
+  {
+    const std::lock_guard<std::mutex> lock(allocator_mutex());
+    alloc = allocator();
   }
+  if (!alloc) throw std::runtime_error("fusedupdates: no device allocator (import CuPy first)");
+  const Stream setup = setup_stream(device);
+  const RelaxedCaptureMode relaxed;  // the pool may cudaMalloc while our stream captures
+  DeviceMemory memory = alloc(bytes, device, setup);
+  if (memory.ptr == 0 && bytes > 0) throw std::runtime_error("fusedupdates: allocation failed");
+  return memory;
+}
+
+TableCache& TableCache::for_device(int device) {
+  static std::mutex mutex;
+  static auto* caches = new std::map<int, std::unique_ptr<TableCache>>();  // never destroyed
+  const std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<TableCache>& cache = (*caches)[device];
+  if (!cache) cache = std::make_unique<TableCache>(device, 64);
+  return *cache;
+}
+
+TableCache::TableCache(int device, std::size_t capacity) : device_(device), capacity_(capacity) {}
+
+std::size_t TableCache::size() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.size();
+}
+
+TablePtr TableCache::find(const std::string& bytes) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  const auto hit = entries_.find(bytes);
+  return hit == entries_.end() ? nullptr : hit->second;
+}
+
+Event TableCache::take_event_locked() {
+  if (spare_events_.empty()) return event_create();
+  const Event event = spare_events_.back();
+  spare_events_.pop_back();
+  return event;
+}
+
+Fence* TableCache::fence_locked(Stream stream) {
+  std::unique_ptr<Fence>& fence = fences_[stream];
+  if (!fence) fence = std::make_unique<Fence>(Fence{stream, event_create()});
+  return fence.get();
+}
+
+// Not pinned, held by nobody but the cache, and no stream's work that read it still pending.
+bool TableCache::idle_locked(const TablePtr& table) const {
+  if (table->pinned_ || table.use_count() > 1) return false;
+  if (!table->ready_done_.load(std::memory_order_acquire) && !event_done(table->ready_))
+    return false;
+  return std::all_of(table->fences_.begin(), table->fences_.end(),
+                     [](const Fence* f) { return event_done(f->event); });
+}
+
+// Least recently used idle tables first, until at most `capacity_` unpinned ones remain; a
+// table in use is never freed, so the cache may stay above capacity for a while.
+void TableCache::evict_locked(std::vector<TablePtr>& victims) {
   size_t unpinned = 0;
-  for (const auto& [key, entry] : entries_) unpinned += entry.pinned ? 0 : 1;
-  if (unpinned >= capacity_) evict_one();
-  DeviceBuffer buffer = allocate(bytes.size());
-  const Stream target = capturing ? setup_stream(device_) : stream;
-  upload_bytes(reinterpret_cast<void*>(buffer.ptr), bytes.data(), bytes.size(), target);
-  if (capturing) synchronize_stream(target);  // one-time setup, outside the graph
-  const std::uintptr_t ptr = buffer.ptr;
-  entries_.emplace(bytes, Entry{std::move(buffer), ++clock_, capturing});
-  return ptr;
+  std::vector<std::unordered_map<std::string, TablePtr>::iterator> candidates;
+  for (auto it = entries_.begin(); it != entries_.end(); ++it)
+    if (!it->second->pinned_) {
+      ++unpinned;
+      candidates.push_back(it);
+    }
+  if (unpinned < capacity_) return;
+  std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a->second->last_use_ < b->second->last_use_;
+  });
+  for (const auto& it : candidates) {
+    if (unpinned < capacity_) break;
+    if (!idle_locked(it->second)) continue;
+    spare_events_.push_back(it->second->ready_);
+    it->second->ready_ = nullptr;
+    victims.push_back(std::move(it->second));
+    entries_.erase(it);
+    --unpinned;
+  }
 }
 
-ControlBlock::ControlBlock(py::object buffer, int device) : device_(device) {
-  if (buffer.attr("nbytes").cast<size_t>() < sizeof(Control))
-    throw ArgValueError("control buffer must hold " + std::to_string(sizeof(Control)) + " bytes");
-  buffer_.ptr = buffer.attr("data").attr("ptr").cast<std::uintptr_t>();
-  buffer_.owner = std::move(buffer);
-}
-
-bool ControlBlock::same_hyper(const HyperParams& h) const {
-  return h.learning_rate == written_.learning_rate && h.beta1 == written_.beta1 &&
-         h.beta2 == written_.beta2 && h.epsilon == written_.epsilon &&
-         h.momentum == written_.momentum;
-}
-
-void ControlBlock::write(const HyperParams& h, bool write_step, bool reset, Stream stream,
-                         bool capturing) {
-  HyperParams device_values = h;
-  device_values.step = h.step - 1.0;  // the device stores the count of steps taken
-  // The first write of a block created inside a capture goes to the setup stream: nothing
-  // can be reading the new block yet, and recording it would reset t at every replay.
-  const Stream target = capturing ? setup_stream(device_) : stream;
-  launch_set_control(reinterpret_cast<Control*>(buffer_.ptr), device_values, write_step, reset,
-                     target);
-  if (capturing) synchronize_stream(target);
-  written_ = h;
-}
-
-void ControlBlock::prepare_step(const HyperParams& h, Stream stream, bool capturing) {
-  if (!initialized_) {
-    write(h, true, true, stream, capturing);
-    initialized_ = true;
-  } else {
-    const bool step_moved = h.step != host_steps_ + 1.0;
-    if (!same_hyper(h) || step_moved) {
-      if (capturing)
-        throw std::runtime_error(
-            "fusedupdates: hyperparameters or t changed since the last write to the device and "
-            "cannot be written while the stream is capturing a CUDA graph (the write would be "
-            "replayed); run one eager step, or change them before begin_capture()");
-      write(h, step_moved, false, stream, false);
+TablePtr TableCache::get(const std::string& bytes, Stream stream, bool capturing) {
+  if (bytes.empty() || bytes.size() % 8 != 0)
+    throw std::invalid_argument("fusedupdates: a table is a non-empty multiple of 8 bytes");
+  TablePtr table;
+  std::vector<TablePtr> victims;  // freed after the lock is released (their deleters may need
+                                  // the GIL)
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const auto hit = entries_.find(bytes);
+    if (hit != entries_.end()) {
+      table = hit->second;
+      table->last_use_ = ++clock_;
+    } else {
+      evict_locked(victims);
     }
   }
-  host_steps_ = h.step;
+  victims.clear();
+  if (!table) {
+    auto fresh = std::make_shared<Table>();
+    fresh->bytes_ = bytes;
+    fresh->memory_ = allocate_setup_memory(bytes.size(), device_);
+    const Stream setup = setup_stream(device_);
+    {
+      const RelaxedCaptureMode relaxed;
+      upload_bytes(reinterpret_cast<void*>(fresh->memory_.ptr), bytes.data(), bytes.size(), setup);
+      {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        fresh->ready_ = take_event_locked();
+      }
+      event_record(fresh->ready_, setup);
+    }
+    TablePtr loser;
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      // Another thread may have uploaded the same bytes meanwhile: keep its entry and use it
+      // (never return a table the map did not keep). Ours is freed below, into the setup
+      // stream's pool, where its queued upload orders any reuse.
+      const auto [it, inserted] = entries_.try_emplace(bytes, fresh);
+      table = it->second;
+      table->last_use_ = ++clock_;
+      if (!inserted) {
+        spare_events_.push_back(fresh->ready_);
+        fresh->ready_ = nullptr;
+        loser = std::move(fresh);
+      }
+    }
+  }
+  use(*table, stream, capturing);
+  return table;
 }
 
-void ControlBlock::hyper_changed(const HyperParams& h, std::optional<bool> reset_step,
-                                 Stream stream, bool capturing) {
-  const double values[] = {h.learning_rate, h.beta1, h.beta2, h.epsilon, h.momentum, h.step};
-  for (double v : values)
-    if (!std::isfinite(v)) throw ArgValueError("hyperparameters must be finite");
-  if (h.step < 1.0) throw ArgValueError("step must be >= 1 (t is incremented before use)");
-  if (!initialized_) return;  // the first step writes everything
-  const bool step_moved = reset_step.has_value() ? *reset_step : h.step != host_steps_ + 1.0;
-  if (same_hyper(h) && !step_moved) return;
-  if (capturing)
-    throw std::runtime_error(
-        "fusedupdates: cannot change hyperparameters while the current stream is capturing a "
-        "CUDA graph; change them before begin_capture() or after end_capture()");
-  write(h, step_moved, false, stream, false);
-  if (step_moved) host_steps_ = h.step - 1.0;
+void TableCache::use(Table& table, Stream stream, bool capturing) {
+  if (!table.ready_done_.load(std::memory_order_acquire)) {
+    if (event_done(table.ready_)) {
+      table.ready_done_.store(true, std::memory_order_release);
+    } else if (capturing) {
+      // The graph must not depend on setup work: finish it now, outside the capture.
+      const RelaxedCaptureMode relaxed;
+      event_synchronize(table.ready_);
+      table.ready_done_.store(true, std::memory_order_release);
+    } else {
+      stream_wait_event(stream, table.ready_);  // device-side wait, once per stream in practice
+    }
+  }
+  if (capturing) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    table.pinned_ = true;
+  }
 }
 
-StepTables build_step_tables(const ArrayGroup& params, const ArrayGroup& grads,
-                             const std::vector<const ArrayGroup*>& states, bool has_velocity) {
-  const size_t n = params.arrays.size();
+Fence* TableCache::mark_used(std::initializer_list<Table*> tables, Stream stream) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  Fence* fence = fence_locked(stream);
+  event_record(fence->event, stream);
+  for (Table* table : tables) {
+    if (table == nullptr) continue;
+    auto& fences = table->fences_;
+    if (std::find(fences.begin(), fences.end(), fence) == fences.end()) fences.push_back(fence);
+  }
+  return fence;
+}
+
+StepLayout build_step_layout(const std::vector<TensorDesc>& tensors) {
+  const size_t n = tensors.size();
   check_count(n);
-  const size_t rule_states = states.size() - (has_velocity ? 1 : 0);
   std::vector<TensorMeta> meta(n);
   std::vector<TensorPtrs> ptrs(n);
-  std::vector<const void*> grad_ptrs(n);
   for (size_t i = 0; i < n; ++i) {
-    const ArrayDesc& p = params.arrays[i];
-    meta[i] = TensorMeta{p.numel, static_cast<int32_t>(p.dtype), 0};
-    ptrs[i].param = reinterpret_cast<void*>(p.ptr);
-    for (int k = 0; k < kMaxStates; ++k) ptrs[i].state[k] = nullptr;
-    for (size_t k = 0; k < rule_states; ++k)
-      ptrs[i].state[k] = reinterpret_cast<void*>(states[k]->arrays[i].ptr);
-    if (has_velocity && states.back()->arrays[i].present) {
-      meta[i].with_momentum = 1;
-      ptrs[i].state[rule_states] = reinterpret_cast<void*>(states.back()->arrays[i].ptr);
-    }
-    grad_ptrs[i] = reinterpret_cast<const void*>(grads.arrays[i].ptr);
+    const TensorDesc& t = tensors[i];
+    meta[i] = TensorMeta{t.numel, static_cast<int32_t>(t.dtype), t.with_momentum ? 1 : 0};
+    ptrs[i].param = t.param;
+    for (int k = 0; k < kMaxStates; ++k) ptrs[i].state[k] = t.state[k];
   }
-  StepTables t;
+  StepLayout layout;
   std::vector<ChunkRef> chunks;
   for (DType dtype : {DType::kFloat16, DType::kFloat32, DType::kFloat64}) {
-    const auto begin = static_cast<int64_t>(chunks.size());
-    for (size_t i = 0; i < n; ++i)
-      if (params.arrays[i].dtype == dtype) push_chunks(chunks, i, params.arrays[i].numel);
-    const auto end = static_cast<int64_t>(chunks.size());
-    if (end > begin) t.ranges.push_back(StepTables::Range{dtype, begin, end});
+    const auto dtype_begin = static_cast<int64_t>(chunks.size());
+    for (bool with_momentum : {false, true}) {
+      const auto begin = static_cast<int64_t>(chunks.size());
+      for (size_t i = 0; i < n; ++i)
+        if (tensors[i].dtype == dtype && tensors[i].with_momentum == with_momentum)
+          push_chunks(chunks, i, tensors[i].numel);
+      const auto end = static_cast<int64_t>(chunks.size());
+      if (end > begin)
+        layout.launches.push_back(StepLayout::Launch{dtype, with_momentum, begin, end});
+    }
+    const auto dtype_end = static_cast<int64_t>(chunks.size());
+    if (dtype_end > dtype_begin)
+      layout.reductions.push_back(StepLayout::Reduction{dtype, dtype_begin, dtype_end});
   }
-  t.num_chunks = static_cast<int64_t>(chunks.size());
-  append(t.fixed, meta);
-  t.ptrs_offset = t.fixed.size();
-  append(t.fixed, ptrs);
-  t.chunks_offset = t.fixed.size();
-  append(t.fixed, chunks);
-  append(t.grads, grad_ptrs);
-  return t;
+  layout.num_chunks = static_cast<int64_t>(chunks.size());
+  append(layout.fixed, meta);
+  layout.ptrs_offset = layout.fixed.size();
+  append(layout.fixed, ptrs);
+  layout.chunks_offset = layout.fixed.size();
+  append(layout.fixed, chunks);
+  return layout;
 }
 
 ListTables build_list_tables(const ArrayGroup& inputs, const ArrayGroup* outputs) {

@@ -1,7 +1,8 @@
-// From a runtime (rule, dtype, modifier) to the compiled update launcher, with the same
-// dispatch_rule the CPU backend uses.
+// From a runtime (rule, dtype, modifier) to the compiled update launcher, with the dtype
+// dispatch and the dispatch_rule both backends use.
 #include <stdexcept>
 
+#include "../common/dtype_dispatch.h"
 #include "../rules/rules.h"
 #include "device_util.cuh"
 #include "launch.h"
@@ -12,36 +13,35 @@ namespace {
 
 template <class S>
 struct LaunchRule {
-  bool nesterov;
+  Modifier modifier;
   const UpdateArgs& args;
   int device;
   Stream stream;
   template <template <class> class R>
   void operator()() const {
-    if (nesterov)
-      launch_update_typed<S, R, true>(args, device, stream);
-    else
-      launch_update_typed<S, R, false>(args, device, stream);
+    using Plain = R<compute_t<S>>;
+    switch (modifier) {
+      case Modifier::kNone: launch_update_typed<S, Plain>(args, device, stream); return;
+      case Modifier::kMomentum:
+        launch_update_typed<S, WithMomentum<Plain, false>>(args, device, stream);
+        return;
+      case Modifier::kNesterov:
+        launch_update_typed<S, WithMomentum<Plain, true>>(args, device, stream);
+        return;
+    }
+    throw std::invalid_argument("fusedupdates: unknown momentum modifier");
   }
 };
 
-template <class S>
-void launch_for_storage(RuleId rule, bool nesterov, const UpdateArgs& args, int device,
-                        Stream stream) {
-  if (!dispatch_rule(rule, LaunchRule<S>{nesterov, args, device, stream}))
-    throw std::invalid_argument("unknown rule id");
-}
-
 }  // namespace
 
-void launch_update(RuleId rule, DType dtype, bool nesterov, const UpdateArgs& args, int device,
+void launch_update(RuleId rule, DType dtype, Modifier modifier, const UpdateArgs& args, int device,
                    Stream stream) {
-  switch (dtype) {
-    case DType::kFloat16: launch_for_storage<__half>(rule, nesterov, args, device, stream); break;
-    case DType::kFloat32: launch_for_storage<float>(rule, nesterov, args, device, stream); break;
-    case DType::kFloat64: launch_for_storage<double>(rule, nesterov, args, device, stream); break;
-    default: throw std::invalid_argument("unsupported dtype");
-  }
+  dispatch_storage<__half>(dtype, [&](auto storage) {
+    using S = decltype(storage);
+    if (!dispatch_rule(rule, LaunchRule<S>{modifier, args, device, stream}))
+      throw std::invalid_argument("fusedupdates: unknown rule id");
+  });
 }
 
 }  // namespace fusedupdates::cuda

@@ -1,9 +1,10 @@
-// The multi-tensor update kernel: one launch applies a rule (optionally with the momentum
-// modifier, per tensor) to every chunk of every tensor of one storage dtype. Included only by
+// The multi-tensor update kernel: one launch applies a rule (plain, or with one momentum
+// modifier) to every chunk of every tensor of one storage dtype and that modifier. Included only by
 // the update_<rule>.cu files, which instantiate it, so that each rule compiles in its own
 // translation unit (parallel builds) and the rest of the backend never sees this template.
 #pragma once
 #include <new>
+#include <type_traits>
 
 #include "../rules/rules.h"
 #include "device_util.cuh"
@@ -15,7 +16,7 @@ namespace fusedupdates::cuda {
 // every stream of the tensor is aligned, scalar otherwise and for the tail.
 template <class S, class Rule>
 __device__ __forceinline__ void apply_chunk(const Rule& rule,
-                                            const ElementScalars<compute_t<S>>& k,
+                                            const ElementScalars<compute_t<S>>& scalars,
                                             const TensorPtrs& t, const S* __restrict__ grad,
                                             int64_t lo, int64_t n) {
   using T = compute_t<S>;
@@ -46,7 +47,7 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
 #pragma unroll
         for (int k = 0; k < K; ++k) e[k] = sv[k].v[j];
         pv.v[j] = to_storage<S>(
-            update_element(rule, k, to_compute<S>(pv.v[j]), to_compute<S>(gv.v[j]), e));
+            update_element(rule, scalars, to_compute<S>(pv.v[j]), to_compute<S>(gv.v[j]), e));
 #pragma unroll
         for (int k = 0; k < K; ++k) sv[k].v[j] = e[k];
       }
@@ -60,23 +61,22 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
     StateVec<T, K> e;
 #pragma unroll
     for (int k = 0; k < K; ++k) e[k] = s[k][i];
-    p[i] = to_storage<S>(
-        update_element(rule, k, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
+    p[i] =
+        to_storage<S>(update_element(rule, scalars, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
 #pragma unroll
     for (int k = 0; k < K; ++k) s[k][i] = e[k];
   }
 }
 
-// The rule functors are built once per block, by thread 0, from the hyperparameters in device
-// memory (or the launch's own for the functional API): building them in every thread would
-// repeat the double-precision pow() of the bias corrections 256 times per block.
-template <class S, template <class> class R, bool kNesterov>
+// The rule functor is built once per block, by thread 0: building it in every thread would
+// repeat the double-precision pow() of the bias corrections 256 times per block. Rule is the
+// plain rule or WithMomentum<rule>: one instantiation per modifier, so a launch never carries
+// the registers of the path it does not take.
+template <class S, class Rule>
 __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   using T = compute_t<S>;
-  using Plain = R<T>;
-  using Modified = WithMomentum<Plain, kNesterov>;
-  __shared__ alignas(16) unsigned char plain_bytes[sizeof(Plain)];
-  __shared__ alignas(16) unsigned char modified_bytes[sizeof(Modified)];
+  static_assert(std::is_same_v<typename Rule::value_type, T>, "rule of the wrong compute type");
+  __shared__ alignas(16) unsigned char rule_bytes[sizeof(Rule)];
   __shared__ alignas(16) unsigned char scalar_bytes[sizeof(ElementScalars<T>)];
 
   // Clipping: every block sums the same partials in the same order, so every block derives
@@ -84,11 +84,16 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   const double sum = a.partials != nullptr ? sum_partials(a.partials) : 0.0;
   double step = 0.0;  // thread 0: the t this step uses
   if (threadIdx.x == 0) {
-    HyperParams h = a.hyper;
+    HyperParams h = a.hyper;  // eager: every value as given, step = t + 1
     if (a.control != nullptr) {
+      // Captured (or after a capture): the rule fields and t from the device, so a replay sees
+      // the values set since the capture and the t left by the previous replay.
+      const double momentum = h.momentum;
       h = a.control->hyper;
-      h.step += 1.0;  // the device counts steps taken; this step uses t + 1
+      h.momentum = momentum;
+      h.step += 1.0;  // the device counts updates applied; this one uses t + 1
     }
+    if (a.momentum != nullptr) h.momentum = *a.momentum;
     h.grad_scale = 1.0;
     if (a.partials != nullptr) {
       const double norm = FU_MATH::sqrt(sum);
@@ -98,32 +103,26 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
         a.norm_out[1] = h.grad_scale;
       }
     }
-    new (plain_bytes) Plain(h);
-    new (modified_bytes) Modified(h);
+    new (rule_bytes) Rule(h);
     new (scalar_bytes) ElementScalars<T>(h);
     step = h.step;
   }
   __syncthreads();
-  const Plain plain = *reinterpret_cast<const Plain*>(plain_bytes);
-  const Modified modified = *reinterpret_cast<const Modified*>(modified_bytes);
+  const Rule rule = *reinterpret_cast<const Rule*>(rule_bytes);
   const ElementScalars<T> scalars = *reinterpret_cast<const ElementScalars<T>*>(scalar_bytes);
 
   for (int64_t c = a.chunk_begin + blockIdx.x; c < a.chunk_end; c += gridDim.x) {
     const ChunkRef ref = a.chunks[c];
-    const TensorMeta meta = a.meta[ref.tensor];
-    const TensorPtrs ptrs = a.ptrs[ref.tensor];
-    const S* grad = static_cast<const S*>(a.grads[ref.tensor]);
+    const auto* grad = static_cast<const S*>(a.grads[ref.tensor]);
+    if (grad == nullptr) continue;  // a frozen param (grad None): it and its state stay as is
     int64_t lo, n;
-    chunk_range(ref, meta.numel, lo, n);
-    if (meta.with_momentum)
-      apply_chunk<S>(modified, scalars, ptrs, grad, lo, n);
-    else
-      apply_chunk<S>(plain, scalars, ptrs, grad, lo, n);
+    chunk_range(ref, a.meta[ref.tensor].numel, lo, n);
+    apply_chunk<S>(rule, scalars, a.ptrs[ref.tensor], grad, lo, n);
   }
 
   // t on the device: the last block to finish stores the t this step used. Every block read
   // it (thread 0, above) before its own atomicAdd, so no block can see the new value.
-  if (a.advance && threadIdx.x == 0) {
+  if (a.advance && a.control != nullptr && threadIdx.x == 0) {
     __threadfence();
     const unsigned int finished = atomicAdd(&a.control->blocks_done, 1u);
     if (finished == gridDim.x - 1) {
@@ -133,22 +132,25 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   }
 }
 
-template <class S, template <class> class R, bool kNesterov>
+template <class S, class Rule>
 void launch_update_typed(const UpdateArgs& args, int device, Stream stream) {
-  const auto kernel = update_kernel<S, R, kNesterov>;
+  const auto kernel = update_kernel<S, Rule>;
   const int grid =
       grid_for(args.chunk_end - args.chunk_begin, reinterpret_cast<const void*>(kernel), device);
   kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
   check_launch("update kernel");
 }
 
-// Instantiates rule R for every storage dtype, with both momentum forms.
-#define FU_INSTANTIATE_UPDATE(R)                                                       \
-  template void launch_update_typed<__half, R, false>(const UpdateArgs&, int, Stream); \
-  template void launch_update_typed<__half, R, true>(const UpdateArgs&, int, Stream);  \
-  template void launch_update_typed<float, R, false>(const UpdateArgs&, int, Stream);  \
-  template void launch_update_typed<float, R, true>(const UpdateArgs&, int, Stream);   \
-  template void launch_update_typed<double, R, false>(const UpdateArgs&, int, Stream); \
-  template void launch_update_typed<double, R, true>(const UpdateArgs&, int, Stream);
+// Instantiates rule template R for every storage dtype: plain, with momentum, with Nesterov.
+#define FU_INSTANTIATE_STORAGE(S, R)                                                            \
+  template void launch_update_typed<S, R<compute_t<S>>>(const UpdateArgs&, int, Stream);        \
+  template void launch_update_typed<S, WithMomentum<R<compute_t<S>>, false>>(const UpdateArgs&, \
+                                                                             int, Stream);      \
+  template void launch_update_typed<S, WithMomentum<R<compute_t<S>>, true>>(const UpdateArgs&,  \
+                                                                            int, Stream);
+#define FU_INSTANTIATE_UPDATE(R)    \
+  FU_INSTANTIATE_STORAGE(__half, R) \
+  FU_INSTANTIATE_STORAGE(float, R)  \
+  FU_INSTANTIATE_STORAGE(double, R)
 
 }  // namespace fusedupdates::cuda

@@ -1,10 +1,19 @@
-// adam, adamax, amsgrad: Lasagne's per-element math (UPDATE_RULES.md).
+// adam, adamax, amsgrad: Lasagne's per-element math (docs/UPDATE_RULES.md).
 // The bias corrections depend only on t, so they are folded into one step size per step,
 // computed in double and then cast, exactly like Lasagne's scalar a_t.
 #pragma once
 #include "common.h"
 
 namespace fusedupdates {
+
+// max(a, b) with NumPy's np.maximum semantics, which the reference uses: a NaN in EITHER
+// operand gives NaN (`a > b ? a : b` alone drops a NaN a, e.g. a NaN already in adamax's u or
+// amsgrad's v_hat, and fmax drops both), and a tie returns b, as np.maximum does for -0 vs +0.
+// Two compares and a select, no branch, so the CPU loops still vectorise.
+template <typename T>
+FU_HD T max_propagate_nan(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
 
 // a_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), shared by adam and amsgrad.
 FU_HD double adam_step_size(const HyperParams& h) {
@@ -59,7 +68,7 @@ struct Adamax {
     const T m = b1 * s[0] + one_minus_b1 * g;
     const T scaled_u = b2 * s[1];
     const T abs_g = FU_MATH::fabs(g);
-    const T u = scaled_u > abs_g ? scaled_u : abs_g;
+    const T u = max_propagate_nan(scaled_u, abs_g);
     s[0] = m;
     s[1] = u;
     return -(step_size * m / (u + eps));
@@ -77,7 +86,7 @@ struct Amsgrad {
       : moments(h), eps(T(h.epsilon)), step_size(T(adam_step_size(h))) {}
   FU_HD T operator()(T g, StateVec<T, 3>& s) const {
     moments.update(g, s[0], s[1]);
-    const T v_hat = s[2] > s[1] ? s[2] : s[1];
+    const T v_hat = max_propagate_nan(s[2], s[1]);
     s[2] = v_hat;
     return -(step_size * s[0] / (FU_MATH::sqrt(v_hat) + eps));
   }

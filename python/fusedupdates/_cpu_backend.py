@@ -12,10 +12,17 @@ from . import _cpu
 
 
 def make_stepper(
-    rule_id: int, params: list, states: list, state_names: list, groups: list | None = None
+    rule_id: int,
+    params: list,
+    states: list,
+    state_names: list,
+    groups: list | None = None,
+    *,
+    functional: bool = False,
 ) -> _cpu.Stepper:
     """The native stepper of one updater: validates params and states once, owns ``t`` and
-    each parameter group's hyperparameters (``groups``: the group index of each param)."""
+    each parameter group's hyperparameters (``groups``: the group index of each param).
+    ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``)."""
     return _cpu.Stepper(rule_id, params, states, state_names, groups)
 
 

@@ -100,7 +100,10 @@ def fused_step(
         values["momentum"] = _hyper.check_hyper("momentum", momentum)
     clip = _hyper.check_max_norm(max_norm)
     backend = backend_for(params)
-    stepper = backend.make_stepper(spec.rule_id, params, state_lists, list(spec.state_names))
+    # functional: a captured CUDA graph replays this call's t and values (no device copy).
+    stepper = backend.make_stepper(
+        spec.rule_id, params, state_lists, list(spec.state_names), functional=True
+    )
     if velocity_list is not None:
         stepper = stepper.with_momentum(velocity_list, bool(nesterov))
     stepper.set_hyperparameters(**_hyper.native_fields(values, bool(decoupled_weight_decay)))

@@ -1,0 +1,229 @@
+#include "cuda_stepper.h"
+
+#include <cmath>
+#include <utility>
+
+#include "../cuda/launch.h"
+#include "cuda_desc.h"
+#include "cuda_hooks.h"
+#include "hyper_binding.h"
+#include "numpy_desc.h"
+
+namespace fusedupdates::bindings {
+namespace {
+
+// The same checks and messages as the CPU stepper's.
+double max_norm_value(const py::object& max_norm) {
+  const double x = PyFloat_AsDouble(max_norm.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgTypeError("max_norm must be a float");
+  }
+  if (!std::isfinite(x) || x < 0.0)
+    throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
+  return x;
+}
+
+// One parameter group on the GPU: the CPU stepper's message for any other index.
+void check_group(int64_t group) {
+  if (group != 0)
+    throw ArgValueError("group " + std::to_string(group) + " out of range (1 groups)");
+}
+
+cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
+  if (!has_velocity) return cuda::Modifier::kNone;
+  return nesterov ? cuda::Modifier::kNesterov : cuda::Modifier::kMomentum;
+}
+
+}  // namespace
+
+CudaStepper::CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
+                         const std::vector<std::string>& state_names, bool functional) {
+  if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
+  if (py::len(states) != state_names.size())
+    throw ArgValueError("states and state_names differ in length");
+  rule_ = static_cast<RuleId>(rule);
+  state_names_ = state_names;
+  const py::tuple p = hold_items(params, "params");
+  for (const py::handle a : p) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  ShapeStore shapes;
+  std::vector<ArrayGroup> groups;
+  groups.push_back(describe_cuda_list(p, "params", true, shapes));
+  for (size_t k = 0; k < state_names.size(); ++k) {
+    const std::string name = "state '" + state_names[k] + "'";
+    const py::tuple s = hold_items(states[k], name.c_str());
+    groups.push_back(describe_cuda_list(s, name, true, shapes));
+    for (const py::handle a : s) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  }
+  const int device = p.size() == 0 ? -1 : groups[0].arrays[0].device;
+  build(groups, false, std::make_shared<cuda::StepCore>(device, functional));
+}
+
+std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velocity,
+                                                        bool nesterov) const {
+  if (has_velocity_)
+    throw ArgValueError(
+        "this stepper already has a momentum modifier; stacking two is not "
+        "supported by the fused kernels");
+  std::shared_ptr<CudaStepper> w(new CudaStepper());
+  w->rule_ = rule_;
+  w->nesterov_ = nesterov;
+  w->state_names_ = state_names_;
+  w->arrays_ = arrays_;
+  const py::tuple v = hold_items(velocity, "velocity");
+  for (const py::handle a : v) w->arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  const size_t n = size();
+  ShapeStore shapes;
+  std::vector<ArrayGroup> groups;
+  for (size_t k = 0; k <= state_names_.size(); ++k) {
+    py::tuple items(n);
+    for (size_t i = 0; i < n; ++i) items[i] = arrays_[k * n + i];
+    groups.push_back(describe_cuda_list(
+        items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'", true, shapes));
+  }
+  groups.push_back(
+      describe_cuda_list(v, "state 'velocity'", true, shapes, /*optional_items=*/true));
+  w->build(groups, true, engine_->core());
+  return w;
+}
+
+void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity,
+                        std::shared_ptr<cuda::StepCore> core) {
+  has_velocity_ = has_velocity;
+  const ArrayGroup& params = groups[0];
+  std::vector<const ArrayGroup*> states;
+  std::vector<bool> allow_missing;
+  for (size_t k = 1; k < groups.size(); ++k) {
+    states.push_back(&groups[k]);
+    allow_missing.push_back(has_velocity && k + 1 == groups.size());
+  }
+  fixed_ = FixedArrays(params, states, allow_missing);
+  const size_t n = params.arrays.size();
+  const size_t rule_states = state_names_.size();
+  std::vector<cuda::TensorDesc> tensors(n);
+  for (size_t i = 0; i < n; ++i) {
+    cuda::TensorDesc& t = tensors[i];
+    t.param = reinterpret_cast<void*>(params.arrays[i].ptr);
+    for (int k = 0; k < kMaxStates; ++k) t.state[k] = nullptr;
+    for (size_t k = 0; k < rule_states; ++k)
+      t.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+    t.numel = params.arrays[i].numel;
+    t.dtype = params.arrays[i].dtype;
+    t.with_momentum = has_velocity && groups.back().arrays[i].present;
+    if (t.with_momentum)
+      t.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
+  }
+  engine_ = std::make_shared<cuda::StepEngine>(std::move(core), rule_,
+                                               modifier_of(has_velocity, nesterov_), tensors);
+}
+
+const std::vector<const void*>& CudaStepper::describe_grads(const py::tuple& held) const {
+  const size_t n = size();
+  fixed_.check_grad_count(held.size());
+  thread_local std::vector<const void*> grad_ptrs;
+  thread_local std::vector<int64_t> shape;  // of the grad being checked
+  grad_ptrs.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const ArrayDesc g =
+        describe_cuda(PyTuple_GET_ITEM(held.ptr(), i), "grads", i, /*optional=*/true, shape);
+    if (!g.present) {  // None: this param (and its state) is left untouched by the step
+      grad_ptrs[i] = nullptr;
+      continue;
+    }
+    fixed_.check_grad(g, i);
+    grad_ptrs[i] = reinterpret_cast<const void*>(g.ptr);
+  }
+  return grad_ptrs;
+}
+
+py::object CudaStepper::step(const py::handle& grads, const py::object& max_norm) {
+  const py::tuple held = hold_items(grads, "grads");  // keeps every grad alive until launched
+  // A copy: the Python calls below (max_norm's __float__, the CuPy hooks) could step another
+  // stepper on this thread and reuse the thread's list.
+  const std::vector<const void*> grad_ptrs = describe_grads(held);
+  cuda::StepRequest request;
+  request.grads = grad_ptrs.data();
+  request.clip = !max_norm.is_none();
+  if (request.clip) request.max_norm = max_norm_value(max_norm);
+  cuda::ensure_runtime();  // the first CUDA call of this step
+  const int device = size() > 0 ? fixed_.device() : cuda::current_device();
+  request.stream = current_stream(device);
+  py::object norm = py::none();
+  if (request.clip) {
+    auto buffer = new_norm_buffer(device);
+    request.norm_buffer = buffer.first;
+    norm = std::move(buffer.second);
+  }
+  bool captured = false;
+  {
+    py::gil_scoped_release release;
+    captured = engine_->step(request);
+  }
+  if (captured && request.clip) keep_forever(norm);  // the graph writes it at every replay
+  return norm;
+}
+
+py::object CudaStepper::step_scaled(const py::handle& grads, const py::object& max_norm,
+                                    const py::object& grad_scale, bool skip_nonfinite) {
+  if (!grad_scale.is_none() || skip_nonfinite) {
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "fusedupdates: loss scaling (grad_scale, skip_nonfinite) is not supported on "
+                    "the CUDA backend yet");
+    throw py::error_already_set();
+  }
+  return step(grads, max_norm);
+}
+
+py::list CudaStepper::prepare_step(const py::handle& grads) {
+  const py::tuple held = hold_items(grads, "grads");
+  const void* const* ptrs = describe_grads(held).data();
+  {
+    py::gil_scoped_release release;
+    engine_->prepare(ptrs);
+  }
+  py::list out;
+  for (const cuda::StepLayout::Launch& l : engine_->launches())
+    out.append(py::make_tuple(dtype_name(l.dtype), l.with_momentum, l.begin, l.end));
+  return out;
+}
+
+void CudaStepper::set_hyperparameters(py::kwargs kwargs) {
+  if (kwargs.contains("group")) {
+    const py::object group = kwargs["group"];
+    PyDict_DelItemString(kwargs.ptr(), "group");
+    if (!group.is_none()) check_group(group.cast<int64_t>());
+  }
+  const HyperUpdate update = parse_hyper_kwargs(kwargs);
+  if (update.has(kField_momentum) && !has_velocity_)
+    throw ArgTypeError("momentum: this stepper has no momentum modifier");
+  py::gil_scoped_release release;
+  engine_->set_hyperparameters([&update](HyperParams& rule, double& momentum) {
+    update.apply_to(rule, /*with_momentum=*/false);
+    if (update.has(kField_momentum)) momentum = update.values.momentum;
+  });
+}
+
+py::dict CudaStepper::hyperparameters(int64_t group) const {
+  check_group(group);
+  HyperParams h;
+  {
+    py::gil_scoped_release release;
+    h = engine_->hyperparameters();
+  }
+  return hyper_to_dict(h);
+}
+
+int64_t CudaStepper::t() const {
+  py::gil_scoped_release release;
+  return engine_->t();
+}
+
+void CudaStepper::set_t(int64_t t) {
+  // t + 1 is used as a double (the bias corrections): keep it exact.
+  if (t < 0 || t >= (int64_t{1} << 53))
+    throw ArgValueError("t must be an integer in [0, 2**53), got " + std::to_string(t));
+  py::gil_scoped_release release;
+  engine_->set_t(t);
+}
+
+}  // namespace fusedupdates::bindings

@@ -1,0 +1,79 @@
+// _cuda.Stepper: the native object behind one updater on CuPy arrays, with the Python API of
+// _cpu.Stepper (cpu_stepper.h). Built once from the rule, the params, the states and (for a
+// momentum wrapper) the velocity, it validates those fixed arrays once (FixedArrays), holds a
+// reference to each of them, and owns t, the hyperparameters and every device resource of the
+// updater through its StepEngine (csrc/cuda/step_engine.h). A step describes and checks only
+// the grads, then launches asynchronously on CuPy's current stream.
+//
+// No CUDA call is made before the first launch, and none at all for a rejected call, so a
+// stepper can be built and validated on stand-in arrays on a machine without a GPU.
+//
+// Threads: the engine's methods take the core's lock; they are always called with the GIL
+// released (the device allocator may need the GIL).
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../common/validate.h"
+#include "../cuda/step_engine.h"
+
+namespace fusedupdates::bindings {
+
+namespace py = pybind11;
+
+class CudaStepper {
+ public:
+  // states: one list per rule state (in the rule's order), each as long as params.
+  // functional: t and the hyperparameters belong to the caller (fusedupdates.functional): a
+  // captured step replays that one update instead of advancing t.
+  CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
+              const std::vector<std::string>& state_names, bool functional);
+
+  // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares this
+  // stepper's core (t, rule hyperparameters, lock, control block) and state arrays. velocity:
+  // one entry per param, None where the modifier does not apply.
+  std::shared_ptr<CudaStepper> with_momentum(const py::sequence& velocity, bool nesterov) const;
+
+  // One fused update of every param; with max_norm, the total norm as a 0-d float64 CuPy
+  // array (no host sync). A grad may be None: that param and its state are left untouched.
+  py::object step(const py::handle& grads, const py::object& max_norm);
+  // Loss scaling (grad_scale, skip_nonfinite) is not implemented on the GPU yet: the CPU's
+  // signature, raising NotImplementedError when either is used.
+  py::object step_scaled(const py::handle& grads, const py::object& max_norm,
+                         const py::object& grad_scale, bool skip_nonfinite);
+  // The host part of step() without any CUDA call: describes and checks the grads, builds the
+  // grad-pointer table and looks it up. Returns the launches a step makes, as
+  // (dtype, with_momentum, first_chunk, end_chunk). For benchmarks and tests.
+  py::list prepare_step(const py::handle& grads);
+  // kwargs: fields of HyperParams, and group=None or 0 (one parameter group: groups are not
+  // implemented on the GPU yet; the CPU's messages for any other group).
+  void set_hyperparameters(py::kwargs kwargs);
+  py::dict hyperparameters(int64_t group) const;
+  int64_t t() const;
+  void set_t(int64_t t);
+  size_t size() const { return fixed_.size(); }
+  bool has_momentum() const { return has_velocity_; }
+
+ private:
+  CudaStepper() = default;
+  void build(const std::vector<ArrayGroup>& groups, bool has_velocity,
+             std::shared_ptr<cuda::StepCore> core);
+  // Describes and checks grads (held by `held`) into the calling thread's pointer list.
+  const std::vector<const void*>& describe_grads(const py::tuple& held) const;
+
+  RuleId rule_ = RuleId::kSgd;
+  bool nesterov_ = false;
+  bool has_velocity_ = false;
+  std::vector<std::string> state_names_;
+  // The arrays the stepper writes, with a reference held for its whole life: param i, then
+  // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).
+  std::vector<py::object> arrays_;
+  FixedArrays fixed_;
+  std::shared_ptr<cuda::StepEngine> engine_;
+};
+
+}  // namespace fusedupdates::bindings

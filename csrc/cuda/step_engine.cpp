@@ -1,0 +1,237 @@
+#include "step_engine.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "../rules/norm.h"
+#include "launch.h"
+
+namespace fusedupdates::cuda {
+namespace {
+
+// A graph captured from a stepper may replay after the stepper is gone: its control block and
+// momentum slot are handed here instead of being freed (a few bytes per captured updater).
+void keep_forever(DeviceMemory&& memory) {
+  if (memory.ptr != 0) new DeviceMemory(std::move(memory));  // deliberately leaked
+}
+
+bool same_rule_fields(const HyperParams& a, const HyperParams& b) {
+  return std::memcmp(&a, &b, kControlFieldBytes) == 0;
+}
+
+}  // namespace
+
+StepCore::~StepCore() { keep_forever(std::move(control)); }
+
+StepEngine::StepEngine(std::shared_ptr<StepCore> core, RuleId rule, Modifier modifier,
+                       const std::vector<TensorDesc>& tensors)
+    : core_(std::move(core)),
+      rule_(rule),
+      modifier_(modifier),
+      num_tensors_(tensors.size()),
+      layout_(build_step_layout(tensors)) {
+  grad_bytes_.resize(num_tensors_ * sizeof(void*));
+}
+
+StepEngine::~StepEngine() { keep_forever(std::move(momentum_slot_)); }
+
+void StepEngine::build_grad_bytes(const void* const* grads) {
+  if (num_tensors_ > 0) std::memcpy(grad_bytes_.data(), grads, num_tensors_ * sizeof(void*));
+}
+
+void StepEngine::prepare(const void* const* grads) {
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  build_grad_bytes(grads);
+  if (num_tensors_ == 0 || core_->device < 0) return;
+  if (grads_table_ && grads_table_->bytes() == grad_bytes_) return;
+  (void)TableCache::for_device(core_->device).find(grad_bytes_);
+}
+
+// First captured step of the core: its t and rule fields move to the device. The upload runs
+// on the setup stream and is waited for here, so the graph does not contain it (a replay must
+// not reset t) and the captured kernels find the block initialised.
+void StepEngine::create_control() {
+  StepCore& core = *core_;
+  Control init{};
+  init.hyper = core.hyper;
+  init.hyper.momentum = 0.0;  // unused: momentum comes from the stepper
+  init.hyper.step = static_cast<double>(core.t);
+  init.hyper.grad_scale = 1.0;
+  init.blocks_done = 0;
+  DeviceMemory memory = allocate_setup_memory(sizeof(Control), core.device);
+  const Stream setup = setup_stream(core.device);
+  const RelaxedCaptureMode relaxed;
+  upload_bytes(reinterpret_cast<void*>(memory.ptr), &init, sizeof(Control), setup);
+  stream_synchronize(setup);
+  core.control = std::move(memory);
+}
+
+void StepEngine::create_momentum_slot() {
+  const int device = core_->device;
+  DeviceMemory memory = allocate_setup_memory(sizeof(double), device);
+  const Stream setup = setup_stream(device);
+  const RelaxedCaptureMode relaxed;
+  upload_bytes(reinterpret_cast<void*>(memory.ptr), &momentum_, sizeof(double), setup);
+  stream_synchronize(setup);
+  momentum_slot_ = std::move(memory);
+}
+
+void StepEngine::set_home(const StreamRef& stream) {
+  StepCore& core = *core_;
+  if (!core.has_home || core.home.stream != stream.stream) core.home = stream;
+  core.has_home = true;
+}
+
+bool StepEngine::step(const StepRequest& r) {
+  ensure_runtime();
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  StepCore& core = *core_;
+  if (core.device < 0) core.device = current_device();  // no arrays: the current device
+  const DeviceGuard guard(core.device);
+  const Stream stream = r.stream.stream;
+  const bool capturing = stream_is_capturing(stream);
+  TableCache& cache = TableCache::for_device(core.device);
+
+  if (num_tensors_ > 0) {
+    build_grad_bytes(r.grads);
+    if (fixed_)
+      cache.use(*fixed_, stream, capturing);
+    else
+      fixed_ = cache.get(layout_.fixed, stream, capturing);
+    if (grads_table_ && grads_table_->bytes() == grad_bytes_)
+      cache.use(*grads_table_, stream, capturing);
+    else
+      grads_table_ = cache.get(grad_bytes_, stream, capturing);
+  }
+  // The previous step of this core ran on another stream: this one comes after everything
+  // queued there so far (the step, and any replays of it launched there since), since both
+  // read and write the params, the states and the control block.
+  if (!capturing && core.has_home && core.home.stream != stream) {
+    Fence* previous = core.home_fence;
+    if (!stream_is_capturing(core.home.stream)) previous = cache.record_fence(core.home.stream);
+    if (previous != nullptr) stream_wait_event(stream, previous->event);
+  }
+  if (capturing && !core.functional) {
+    if (core.control.ptr == 0) create_control();
+    if (modifier_ != Modifier::kNone && momentum_slot_.ptr == 0) create_momentum_slot();
+  }
+
+  UpdateArgs args{};
+  if (num_tensors_ > 0) {
+    const std::uintptr_t fixed = fixed_->ptr();
+    args.meta = reinterpret_cast<const TensorMeta*>(fixed);
+    args.ptrs = reinterpret_cast<const TensorPtrs*>(fixed + layout_.ptrs_offset);
+    args.chunks = reinterpret_cast<const ChunkRef*>(fixed + layout_.chunks_offset);
+    args.grads = reinterpret_cast<const void* const*>(grads_table_->ptr());
+  }
+  args.control = reinterpret_cast<Control*>(core.control.ptr);
+  args.momentum = reinterpret_cast<const double*>(momentum_slot_.ptr);
+  args.hyper = core.hyper;
+  args.hyper.momentum = momentum_;
+  args.hyper.step = static_cast<double>(core.t + 1);
+  args.hyper.grad_scale = 1.0;
+  if (r.clip) {
+    // The fixed-block partial sums of squares of every grad, one launch per storage dtype.
+    double* partials = r.norm_buffer + kPartialsOffset;
+    ReduceArgs reduce{args.meta, args.grads, args.chunks, 0, 0, partials, 0};
+    if (layout_.reductions.empty()) launch_sum_squares(DType::kFloat32, reduce, stream);
+    for (const StepLayout::Reduction& red : layout_.reductions) {
+      reduce.chunk_begin = red.begin;
+      reduce.chunk_end = red.end;
+      launch_sum_squares(red.dtype, reduce, stream);
+      reduce.accumulate = 1;
+    }
+    args.partials = partials;
+    args.norm_out = r.norm_buffer;
+    args.max_norm = r.max_norm;
+    args.clip_epsilon = kClipEpsilon;
+  }
+  // One update launch per (storage dtype, modifier) present; with no chunks, one empty launch
+  // still advances the device t and writes the norm.
+  std::vector<StepLayout::Launch> launches = layout_.launches;
+  if (launches.empty() && (args.control != nullptr || r.clip))
+    launches.push_back(StepLayout::Launch{DType::kFloat32, false, 0, 0});
+  for (size_t k = 0; k < launches.size(); ++k) {
+    args.chunk_begin = launches[k].begin;
+    args.chunk_end = launches[k].end;
+    args.advance = k + 1 == launches.size() ? 1 : 0;
+    args.write_norm = k == 0 ? 1 : 0;
+    const Modifier modifier = launches[k].with_momentum ? modifier_ : Modifier::kNone;
+    launch_update(rule_, launches[k].dtype, modifier, args, core.device, stream);
+  }
+  if (!capturing) core.home_fence = cache.mark_used({fixed_.get(), grads_table_.get()}, stream);
+  set_home(r.stream);
+  if (core.control.ptr == 0) core.t += 1;  // else the device counts (replays too)
+  return capturing;
+}
+
+void StepEngine::check_home_not_capturing(const char* what) const {
+  if (stream_is_capturing(core_->home.stream))
+    throw std::runtime_error(
+        std::string("fusedupdates: ") + what +
+        " while the stream of this updater's steps is capturing a CUDA graph (the device write "
+        "would be recorded into the graph and repeated at every replay); do it before "
+        "begin_capture() or after end_capture()");
+}
+
+void StepEngine::set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit) {
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  StepCore& core = *core_;
+  HyperParams rule = core.hyper;
+  double momentum = momentum_;
+  edit(rule, momentum);
+  const bool write_rule = core.control.ptr != 0 && !same_rule_fields(rule, core.hyper);
+  const bool write_momentum = momentum_slot_.ptr != 0 && momentum != momentum_;
+  if (write_rule || write_momentum) {
+    const DeviceGuard guard(core.device);
+    check_home_not_capturing("hyperparameters cannot be changed");
+    const Stream home = core.home.stream;
+    HyperParams fields = rule;
+    fields.momentum = 0.0;  // the core's copy is unused: never a stepper's momentum
+    if (write_rule)
+      upload_bytes(reinterpret_cast<void*>(core.control.ptr), &fields, kControlFieldBytes, home);
+    if (write_momentum)
+      upload_bytes(reinterpret_cast<void*>(momentum_slot_.ptr), &momentum, sizeof(double), home);
+  }
+  core.hyper = rule;
+  momentum_ = momentum;
+}
+
+HyperParams StepEngine::hyperparameters() {
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  HyperParams h = core_->hyper;
+  h.momentum = momentum_;
+  return h;
+}
+
+int64_t StepEngine::t() {
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  StepCore& core = *core_;
+  if (core.control.ptr == 0) return core.t;
+  // Replays advance t on the device only: wait for the home stream (where the steps and,
+  // normally, the replays ran; not CuPy's current stream) and read it. The host copy is only
+  // ever refreshed from the device, never written back.
+  const DeviceGuard guard(core.device);
+  check_home_not_capturing("t cannot be read");
+  double device_t = 0.0;
+  const auto* control = reinterpret_cast<const Control*>(core.control.ptr);
+  copy_to_host(&device_t, &control->hyper.step, sizeof(double), core.home.stream);
+  core.t = static_cast<int64_t>(device_t);
+  return core.t;
+}
+
+void StepEngine::set_t(int64_t t) {
+  const std::lock_guard<std::mutex> lock(core_->mutex);
+  StepCore& core = *core_;
+  if (core.control.ptr != 0) {
+    const DeviceGuard guard(core.device);
+    check_home_not_capturing("t cannot be set");
+    const double value = static_cast<double>(t);
+    auto* control = reinterpret_cast<Control*>(core.control.ptr);
+    upload_bytes(&control->hyper.step, &value, sizeof(double), core.home.stream);
+  }
+  core.t = t;
+}
+
+}  // namespace fusedupdates::cuda
