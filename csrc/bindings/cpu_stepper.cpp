@@ -13,17 +13,6 @@
 namespace fusedupdates::bindings {
 namespace {
 
-double max_norm_value(const py::object& max_norm) {
-  const double x = PyFloat_AsDouble(max_norm.ptr());
-  if (x == -1.0 && PyErr_Occurred()) {
-    PyErr_Clear();
-    throw ArgTypeError("max_norm must be a float");
-  }
-  if (!std::isfinite(x) || x < 0.0)
-    throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
-  return x;
-}
-
 // The plans restricted to the slots that have a grad this step (into `out`, reused).
 std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& plans,
                                            std::vector<cpu::StepPlan>& out) {

@@ -12,18 +12,6 @@
 namespace fusedupdates::bindings {
 namespace {
 
-// The same checks and messages as the CPU stepper's.
-double max_norm_value(const py::object& max_norm) {
-  const double x = PyFloat_AsDouble(max_norm.ptr());
-  if (x == -1.0 && PyErr_Occurred()) {
-    PyErr_Clear();
-    throw ArgTypeError("max_norm must be a float");
-  }
-  if (!std::isfinite(x) || x < 0.0)
-    throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
-  return x;
-}
-
 // One parameter group on the GPU: the CPU stepper's message for any other index.
 void check_group(int64_t group) {
   if (group != 0)

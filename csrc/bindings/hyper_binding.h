@@ -80,6 +80,18 @@ inline HyperUpdate parse_hyper_kwargs(const py::kwargs& kwargs) {
   return update;
 }
 
+// The max_norm of a step, shared by both steppers so that their checks and messages agree.
+inline double max_norm_value(const py::object& max_norm) {
+  const double x = PyFloat_AsDouble(max_norm.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgTypeError("max_norm must be a float");
+  }
+  if (!std::isfinite(x) || x < 0.0)
+    throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
+  return x;
+}
+
 // The current fields as a dict (for tests and repr).
 inline py::dict hyper_to_dict(const HyperParams& h) {
   py::dict d;

@@ -93,62 +93,6 @@ std::string shape_str(const ArrayDesc& a) {
   return o.str();
 }
 
-void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
-                   const std::vector<const ArrayGroup*>& states,
-                   const std::vector<bool>& allow_missing) {
-  const size_t n = params.arrays.size();
-  if (grads.arrays.size() != n)
-    throw ArgValueError("got " + std::to_string(grads.arrays.size()) + " grads for " +
-                        std::to_string(n) + " params");
-  for (const ArrayGroup* s : states)
-    if (s->arrays.size() != n)
-      throw ArgValueError("got " + std::to_string(s->arrays.size()) + " arrays in " + s->name +
-                          " for " + std::to_string(n) + " params");
-  const int device = n ? params.arrays[0].device : -1;
-  for (size_t i = 0; i < n; ++i) {
-    const ArrayDesc& p = params.arrays[i];
-    const ArrayDesc& g = grads.arrays[i];
-    check_one(params, i, true);
-    if (g.dtype != p.dtype) throw ArgTypeError(grad_dtype_message(grads, i, g, p.dtype));
-    if (!same_shape(g, p))
-      throw ArgValueError(at(grads, i) + ": shape " + shape_str(g) + " does not match " +
-                          at(params, i) + " shape " + shape_str(p));
-    check_one(grads, i, false);
-    if (p.device != device || g.device != p.device)
-      throw ArgValueError(at(p.device != device ? params : grads, i) + ": is on device " +
-                          std::to_string(p.device != device ? p.device : g.device) +
-                          " but params[0] is on device " + std::to_string(device));
-    for (size_t k = 0; k < states.size(); ++k) {
-      const ArrayGroup& sg = *states[k];
-      const ArrayDesc& s = sg.arrays[i];
-      if (!s.present) {
-        if (allow_missing[k]) continue;
-        throw ArgValueError(at(sg, i) + ": missing state array");
-      }
-      if (s.dtype != state_dtype(p.dtype))
-        throw ArgTypeError(at(sg, i) + ": dtype " +
-                           (s.dtype == DType::kUnsupported ? s.dtype_str : dtype_name(s.dtype)) +
-                           " but " + dtype_name(p.dtype) + " params need " +
-                           dtype_name(state_dtype(p.dtype)) + " state");
-      if (s.numel != p.numel)
-        throw ArgValueError(at(sg, i) + ": has " + std::to_string(s.numel) + " elements but " +
-                            at(params, i) + " has " + std::to_string(p.numel));
-      check_one(sg, i, true);
-      if (s.device != p.device)
-        throw ArgValueError(at(sg, i) + ": is on device " + std::to_string(s.device) + " but " +
-                            at(params, i) + " is on device " + std::to_string(p.device));
-    }
-  }
-  std::vector<const ArrayGroup*> all{&params, &grads};
-  all.insert(all.end(), states.begin(), states.end());
-  check_overlaps(all);
-}
-
-void validate_params(const ArrayGroup& params) {
-  for (size_t i = 0; i < params.arrays.size(); ++i) check_one(params, i, true);
-  check_overlaps({&params});
-}
-
 void validate_inputs_outputs(const ArrayGroup& inputs, const ArrayGroup* outputs) {
   const size_t n = inputs.arrays.size();
   for (size_t i = 0; i < n; ++i) check_one(inputs, i, false);

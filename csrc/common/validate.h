@@ -34,16 +34,6 @@ struct ArrayGroup {
 
 std::string shape_str(const ArrayDesc& a);
 
-// Validates params, grads and state groups (each the same length as params; a state group
-// may hold non-present entries only if allow_missing). Throws ArgTypeError / ArgValueError.
-void validate_step(const ArrayGroup& params, const ArrayGroup& grads,
-                   const std::vector<const ArrayGroup*>& states,
-                   const std::vector<bool>& allow_missing);
-
-// Validates the parameter list of an updater: supported dtype, contiguous, writeable, and
-// no array listed twice or overlapping another.
-void validate_params(const ArrayGroup& params);
-
 // The arrays every step of an updater writes (params, the rule's states, the velocity),
 // validated ONCE when the stepper is built: supported dtype, contiguous, aligned, writeable,
 // one device, state dtypes and shapes matching their params, no two overlapping. It keeps
