@@ -19,51 +19,11 @@ import numpy as np
 import pytest
 
 _cuda = pytest.importorskip("fusedupdates._cuda", reason="built without the CUDA backend")
+from _fake_cuda import FakeCuda, _errors, _f32, _wrap  # noqa: E402
 from fusedupdates import _cpu  # noqa: E402
 
 ADAM, SGD, ADAGRAD = 4, 0, 1
 NO_DRIVER = _cuda.driver_version() < _cuda.RUNTIME_VERSION
-
-
-class _Device:
-    def __init__(self, index):
-        self.id = index
-
-
-class FakeCuda:
-    """A NumPy array seen through the CUDA array interface (v3), on CUDA device ``device``."""
-
-    def __init__(self, a: np.ndarray, device: int = 0):
-        self.a = a
-        self.device = _Device(device)
-        self.__cuda_array_interface__ = {
-            "shape": a.shape,
-            "typestr": a.dtype.str,
-            "data": (a.ctypes.data, not a.flags.writeable),
-            "strides": None if a.flags.c_contiguous and a.ndim else a.strides,
-            "version": 3,
-        }
-
-
-def _wrap(x):
-    if isinstance(x, list):
-        return [None if a is None else FakeCuda(a) for a in x]
-    return FakeCuda(x)
-
-
-def _errors(call):
-    """Run ``call(module, conv)`` on both bindings (conv: arrays as that binding takes them);
-    return the (type, message) each raised."""
-    out = []
-    for module, conv in ((_cpu, lambda x: x), (_cuda, _wrap)):
-        with pytest.raises((TypeError, ValueError)) as err:
-            call(module, conv)
-        out.append((err.type, str(err.value)))
-    return out
-
-
-def _f32(*shapes, dtype=np.float32):
-    return [np.zeros(s, dtype) for s in shapes]
 
 
 def _misaligned(n, dtype=np.float32):
@@ -240,23 +200,6 @@ def test_hyperparameter_errors_match_the_cpu(kwargs):
         lambda m, c: m.Stepper(SGD, c(_f32(3)), [], []).set_hyperparameters(**kwargs)
     )
     assert cpu == cuda
-
-
-def test_one_parameter_group_like_the_cpu():
-    def bad_group(module, conv):
-        module.Stepper(SGD, conv(_f32(3)), [], []).set_hyperparameters(group=1, learning_rate=0.1)
-
-    def bad_read(module, conv):
-        module.Stepper(SGD, conv(_f32(3)), [], []).hyperparameters(group=2)
-
-    for call in (bad_group, bad_read):
-        cpu, cuda = _errors(call)
-        assert cpu == cuda
-    s = _cuda.Stepper(SGD, _wrap(_f32(3)), [], [])
-    s.set_hyperparameters(group=0, learning_rate=0.5)
-    s.set_hyperparameters(group=None, epsilon=0.25)
-    assert s.hyperparameters(group=0)["learning_rate"] == 0.5 and s.num_groups == 1
-    assert s.last_step_applied is True
 
 
 def test_loss_scaling_is_not_implemented_on_the_gpu():

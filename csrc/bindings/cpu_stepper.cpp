@@ -58,21 +58,7 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
   rule_ = static_cast<RuleId>(rule);
   state_names_ = state_names;
   const py::tuple p = hold_items(params, "params");
-  group_of_.assign(p.size(), 0);
-  if (!group_indices.is_none()) {
-    const auto indices = group_indices.cast<std::vector<int64_t>>();
-    if (indices.size() != p.size())
-      throw ArgValueError("got " + std::to_string(indices.size()) + " group indices for " +
-                          std::to_string(p.size()) + " params");
-    int64_t most = -1;
-    for (size_t i = 0; i < indices.size(); ++i) {
-      if (indices[i] < 0 || indices[i] >= static_cast<int64_t>(indices.size()))
-        throw ArgValueError("groups[" + std::to_string(i) + "]: group index out of range");
-      group_of_[i] = static_cast<uint32_t>(indices[i]);
-      most = std::max(most, indices[i]);
-    }
-    num_groups_ = static_cast<size_t>(most + 1);
-  }
+  group_of_ = parse_group_indices(group_indices, p.size(), num_groups_);
   core_->hyper.assign(num_groups_, HyperParams{});
   momentum_.assign(num_groups_, 0.0);
   for (const py::handle a : p) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
@@ -236,19 +222,7 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm,
 }
 
 void CpuStepper::set_hyperparameters(py::kwargs kwargs) {
-  size_t first = 0, last = num_groups_;  // every group unless one is named
-  if (kwargs.contains("group")) {
-    const py::object group = kwargs["group"];
-    PyDict_DelItemString(kwargs.ptr(), "group");
-    if (!group.is_none()) {
-      const auto g = group.cast<int64_t>();
-      if (g < 0 || static_cast<size_t>(g) >= num_groups_)
-        throw ArgValueError("group " + std::to_string(g) + " out of range (" +
-                            std::to_string(num_groups_) + " groups)");
-      first = static_cast<size_t>(g);
-      last = first + 1;
-    }
-  }
+  const auto [first, last] = pop_group_kwarg(kwargs, num_groups_);
   const HyperUpdate update = parse_hyper_kwargs(kwargs);
   if (update.has(kField_momentum) && !has_velocity_)
     throw ArgTypeError("momentum: this stepper has no momentum modifier");
@@ -259,10 +233,8 @@ void CpuStepper::set_hyperparameters(py::kwargs kwargs) {
   }
 }
 
-py::dict CpuStepper::hyperparameters(size_t group) const {
-  if (group >= num_groups_)
-    throw ArgValueError("group " + std::to_string(group) + " out of range (" +
-                        std::to_string(num_groups_) + " groups)");
+py::dict CpuStepper::hyperparameters(int64_t group) const {
+  check_group_index(group, num_groups_);
   HyperParams h;
   {
     const auto lock = lock_core(*core_);

@@ -53,7 +53,7 @@ class CpuStepper {
   bool last_step_applied() const;
   // kwargs: fields of HyperParams, and group=None (every group) or a group index.
   void set_hyperparameters(py::kwargs kwargs);
-  py::dict hyperparameters(size_t group) const;
+  py::dict hyperparameters(int64_t group) const;
   size_t num_groups() const { return num_groups_; }
   int64_t t() const;
   void set_t(int64_t t);

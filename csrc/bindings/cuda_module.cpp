@@ -200,9 +200,9 @@ hyperparameters and every device resource (tables, control block). Built once; s
 checks only the grads and launches on CuPy's current stream. t counts the updates applied,
 CUDA graph replays included. Internal: use the fusedupdates factories.)doc")
       .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
-                    bool>(),
+                    const py::object&, bool>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
-           py::kw_only(), py::arg("functional") = false)
+           py::arg("groups") = py::none(), py::kw_only(), py::arg("functional") = false)
       .def("with_momentum", &CudaStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
       .def("step", &CudaStepper::step_scaled, py::arg("grads"), py::arg("max_norm") = py::none(),
            py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)
@@ -211,7 +211,7 @@ CUDA graph replays included. Internal: use the fusedupdates factories.)doc")
       .def("hyperparameters", &CudaStepper::hyperparameters, py::arg("group") = 0)
       .def_property("t", &CudaStepper::t, &CudaStepper::set_t)
       .def_property_readonly("has_momentum", &CudaStepper::has_momentum)
-      .def_property_readonly("num_groups", [](const CudaStepper&) { return 1; })
+      .def_property_readonly("num_groups", &CudaStepper::num_groups)
       .def_property_readonly(
           "last_step_applied", [](const CudaStepper&) { return true; },  // steps are never skipped
           "Always True: the GPU never skips a step (no loss scaling yet).")

@@ -12,12 +12,6 @@
 namespace fusedupdates::bindings {
 namespace {
 
-// One parameter group on the GPU: the CPU stepper's message for any other index.
-void check_group(int64_t group) {
-  if (group != 0)
-    throw ArgValueError("group " + std::to_string(group) + " out of range (1 groups)");
-}
-
 cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
   if (!has_velocity) return cuda::Modifier::kNone;
   return nesterov ? cuda::Modifier::kNesterov : cuda::Modifier::kMomentum;
@@ -26,13 +20,17 @@ cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
 }  // namespace
 
 CudaStepper::CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
-                         const std::vector<std::string>& state_names, bool functional) {
+                         const std::vector<std::string>& state_names,
+                         const py::object& group_indices, bool functional) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
   rule_ = static_cast<RuleId>(rule);
   state_names_ = state_names;
   const py::tuple p = hold_items(params, "params");
+  group_of_ = parse_group_indices(group_indices, p.size(), num_groups_);
+  if (functional && num_groups_ != 1)
+    throw ArgValueError("a functional stepper has one parameter group");
   for (const py::handle a : p) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
   ShapeStore shapes;
   std::vector<ArrayGroup> groups;
@@ -44,7 +42,7 @@ CudaStepper::CudaStepper(int rule, const py::sequence& params, const py::sequenc
     for (const py::handle a : s) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
   }
   const int device = p.size() == 0 ? -1 : groups[0].arrays[0].device;
-  build(groups, false, std::make_shared<cuda::StepCore>(device, functional));
+  build(groups, false, std::make_shared<cuda::StepCore>(device, functional, num_groups_));
 }
 
 std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velocity,
@@ -57,6 +55,8 @@ std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velo
   w->rule_ = rule_;
   w->nesterov_ = nesterov;
   w->state_names_ = state_names_;
+  w->num_groups_ = num_groups_;
+  w->group_of_ = group_of_;
   w->arrays_ = arrays_;
   const py::tuple v = hold_items(velocity, "velocity");
   for (const py::handle a : v) w->arrays_.push_back(py::reinterpret_borrow<py::object>(a));
@@ -97,6 +97,7 @@ void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity
       t.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
     t.numel = params.arrays[i].numel;
     t.dtype = params.arrays[i].dtype;
+    t.group = group_of_[i];
     t.with_momentum = has_velocity && groups.back().arrays[i].present;
     if (t.with_momentum)
       t.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
@@ -171,16 +172,13 @@ py::list CudaStepper::prepare_step(const py::handle& grads) {
   }
   py::list out;
   for (const cuda::StepLayout::Launch& l : engine_->launches())
-    out.append(py::make_tuple(dtype_name(l.dtype), l.with_momentum, l.begin, l.end));
+    out.append(py::make_tuple(dtype_name(l.dtype), l.with_momentum, l.begin, l.end, l.group));
   return out;
 }
 
 void CudaStepper::set_hyperparameters(py::kwargs kwargs) {
-  if (kwargs.contains("group")) {
-    const py::object group = kwargs["group"];
-    PyDict_DelItemString(kwargs.ptr(), "group");
-    if (!group.is_none()) check_group(group.cast<int64_t>());
-  }
+  const auto [first, last] = pop_group_kwarg(kwargs, num_groups_);
+  const size_t group = last - first == num_groups_ ? cuda::StepEngine::kAllGroups : first;
   const HyperUpdate update = parse_hyper_kwargs(kwargs);
   if (update.has(kField_momentum) && !has_velocity_)
     throw ArgTypeError("momentum: this stepper has no momentum modifier");
@@ -188,15 +186,15 @@ void CudaStepper::set_hyperparameters(py::kwargs kwargs) {
   engine_->set_hyperparameters([&update](HyperParams& rule, double& momentum) {
     update.apply_to(rule, /*with_momentum=*/false);
     if (update.has(kField_momentum)) momentum = update.values.momentum;
-  });
+  }, group);
 }
 
 py::dict CudaStepper::hyperparameters(int64_t group) const {
-  check_group(group);
+  check_group_index(group, num_groups_);
   HyperParams h;
   {
     py::gil_scoped_release release;
-    h = engine_->hyperparameters();
+    h = engine_->hyperparameters(static_cast<size_t>(group));
   }
   return hyper_to_dict(h);
 }

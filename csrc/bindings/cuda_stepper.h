@@ -28,10 +28,13 @@ namespace py = pybind11;
 class CudaStepper {
  public:
   // states: one list per rule state (in the rule's order), each as long as params.
+  // groups: the parameter group of each param (None: one group), numbered 0..G-1; each
+  // group's tensors run their own launches with that group's hyperparameters.
   // functional: t and the hyperparameters belong to the caller (fusedupdates.functional): a
   // captured step replays that one update instead of advancing t.
   CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
-              const std::vector<std::string>& state_names, bool functional);
+              const std::vector<std::string>& state_names, const py::object& groups,
+              bool functional);
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares this
   // stepper's core (t, rule hyperparameters, lock, control block) and state arrays. velocity:
@@ -47,12 +50,12 @@ class CudaStepper {
                          const py::object& grad_scale, bool skip_nonfinite);
   // The host part of step() without any CUDA call: describes and checks the grads, builds the
   // grad-pointer table and looks it up. Returns the launches a step makes, as
-  // (dtype, with_momentum, first_chunk, end_chunk). For benchmarks and tests.
+  // (dtype, with_momentum, first_chunk, end_chunk, group). For benchmarks and tests.
   py::list prepare_step(const py::handle& grads);
-  // kwargs: fields of HyperParams, and group=None or 0 (one parameter group: groups are not
-  // implemented on the GPU yet; the CPU's messages for any other group).
+  // kwargs: fields of HyperParams, and group=None (every group) or a group index.
   void set_hyperparameters(py::kwargs kwargs);
   py::dict hyperparameters(int64_t group) const;
+  size_t num_groups() const { return num_groups_; }
   int64_t t() const;
   void set_t(int64_t t);
   size_t size() const { return fixed_.size(); }
@@ -68,6 +71,8 @@ class CudaStepper {
   RuleId rule_ = RuleId::kSgd;
   bool nesterov_ = false;
   bool has_velocity_ = false;
+  size_t num_groups_ = 1;
+  std::vector<uint32_t> group_of_;  // param i -> its group
   std::vector<std::string> state_names_;
   // The arrays the stepper writes, with a reference held for its whole life: param i, then
   // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).

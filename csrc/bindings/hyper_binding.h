@@ -4,8 +4,13 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <pybind11/stl.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../common/errors.h"
 #include "../rules/common.h"
@@ -90,6 +95,46 @@ inline double max_norm_value(const py::object& max_norm) {
   if (!std::isfinite(x) || x < 0.0)
     throw ArgValueError("max_norm must be finite and >= 0, got " + std::to_string(x));
   return x;
+}
+
+// Parameter groups, shared by both steppers so that their checks and messages agree.
+// The group index of each of `n` params (None: every param in group 0), numbered 0..G-1;
+// sets `num_groups` to G.
+inline std::vector<uint32_t> parse_group_indices(const py::object& group_indices, size_t n,
+                                                 size_t& num_groups) {
+  std::vector<uint32_t> group_of(n, 0);
+  num_groups = 1;
+  if (group_indices.is_none()) return group_of;
+  const auto indices = group_indices.cast<std::vector<int64_t>>();
+  if (indices.size() != n)
+    throw ArgValueError("got " + std::to_string(indices.size()) + " group indices for " +
+                        std::to_string(n) + " params");
+  int64_t most = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (indices[i] < 0 || indices[i] >= static_cast<int64_t>(n))
+      throw ArgValueError("groups[" + std::to_string(i) + "]: group index out of range");
+    group_of[i] = static_cast<uint32_t>(indices[i]);
+    most = std::max(most, indices[i]);
+  }
+  num_groups = static_cast<size_t>(most + 1);
+  return group_of;
+}
+
+inline void check_group_index(int64_t group, size_t num_groups) {
+  if (group < 0 || static_cast<uint64_t>(group) >= num_groups)
+    throw ArgValueError("group " + std::to_string(group) + " out of range (" +
+                        std::to_string(num_groups) + " groups)");
+}
+
+// Removes group=... from set_hyperparameters' kwargs; the groups the call sets as [first, last).
+inline std::pair<size_t, size_t> pop_group_kwarg(py::kwargs& kwargs, size_t num_groups) {
+  if (!kwargs.contains("group")) return {0, num_groups};
+  const py::object group = kwargs["group"];
+  PyDict_DelItemString(kwargs.ptr(), "group");
+  if (group.is_none()) return {0, num_groups};
+  const auto g = group.cast<int64_t>();
+  check_group_index(g, num_groups);
+  return {static_cast<size_t>(g), static_cast<size_t>(g) + 1};
 }
 
 // The current fields as a dict (for tests and repr).

@@ -42,10 +42,12 @@ struct ChunkRef {
 };
 
 // The device copy of a stepper core's t and rule hyperparameters, created when one of its
-// steps is first captured into a CUDA graph (eager steps pass them as kernel arguments). A
-// kernel reading it uses t = hyper.step + 1 and its last block stores that t back, so every
-// replay advances t; the host writes the rule fields when they are set (never momentum: each
-// momentum stepper keeps its own in a separate slot, and never t unless t is set).
+// steps is first captured into a CUDA graph (eager steps pass them as kernel arguments): one
+// Control per parameter group, contiguous. Entry g holds group g's rule fields; entry 0 also
+// holds t (hyper.step) and the last-block counter for the whole core. A kernel reading it uses
+// t = control[0].hyper.step + 1 and its last block stores that t back, so every replay
+// advances t; the host writes a group's rule fields when they are set (never momentum: each
+// momentum stepper keeps its own, per group, in a separate slot, and never t unless t is set).
 struct Control {
   HyperParams hyper;         // the rule's fields; hyper.step = updates applied
   unsigned int blocks_done;  // last-block detection of the update launch; 0 between launches
@@ -62,8 +64,9 @@ struct UpdateArgs {
   const void* const* grads;  // per tensor: kept apart so that new grads re-upload only these
   const ChunkRef* chunks;
   int64_t chunk_begin, chunk_end;  // the chunks of this launch (one dtype, one modifier)
-  Control* control;                // rule fields and t from the device, or null: use `hyper`
-  const double* momentum;          // the momentum from the device, or null: hyper.momentum
+  Control* control;                // t from the device (entry 0), or null: use `hyper`
+  const Control* group_control;    // with control: the entry of this launch's group
+  const double* momentum;          // this group's momentum from the device, or null: hyper's
   HyperParams hyper;               // eager and functional steps: every value, step = t + 1
   const double* partials;          // clipping: the kNormPartials sums of squares, else null
   double* norm_out;                // clipping: [norm, multiplier], written by block 0

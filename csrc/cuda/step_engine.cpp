@@ -30,7 +30,10 @@ StepEngine::StepEngine(std::shared_ptr<StepCore> core, RuleId rule, Modifier mod
       rule_(rule),
       modifier_(modifier),
       num_tensors_(tensors.size()),
-      layout_(build_step_layout(tensors)) {
+      layout_(build_step_layout(tensors)),
+      momentum_(core_->hyper.size(), 0.0) {
+  if (layout_.num_groups > core_->hyper.size())
+    throw std::invalid_argument("a tensor's parameter group is out of range");
   grad_bytes_.resize(num_tensors_ * sizeof(void*));
 }
 
@@ -53,26 +56,30 @@ void StepEngine::prepare(const void* const* grads) {
 // not reset t) and the captured kernels find the block initialised.
 void StepEngine::create_control() {
   StepCore& core = *core_;
-  Control init{};
-  init.hyper = core.hyper;
-  init.hyper.momentum = 0.0;  // unused: momentum comes from the stepper
-  init.hyper.step = static_cast<double>(core.t);
-  init.hyper.grad_scale = 1.0;
-  init.blocks_done = 0;
-  DeviceMemory memory = allocate_setup_memory(sizeof(Control), core.device);
+  std::vector<Control> init(core.hyper.size());
+  for (size_t g = 0; g < init.size(); ++g) {
+    init[g].hyper = core.hyper[g];
+    init[g].hyper.momentum = 0.0;  // unused: momentum comes from the stepper
+    init[g].hyper.step = static_cast<double>(core.t);  // read from entry 0 only
+    init[g].hyper.grad_scale = 1.0;
+    init[g].blocks_done = 0;
+  }
+  const std::size_t bytes = init.size() * sizeof(Control);
+  DeviceMemory memory = allocate_setup_memory(bytes, core.device);
   const Stream setup = setup_stream(core.device);
   const RelaxedCaptureMode relaxed;
-  upload_bytes(reinterpret_cast<void*>(memory.ptr), &init, sizeof(Control), setup);
+  upload_bytes(reinterpret_cast<void*>(memory.ptr), init.data(), bytes, setup);
   stream_synchronize(setup);
   core.control = std::move(memory);
 }
 
 void StepEngine::create_momentum_slot() {
   const int device = core_->device;
-  DeviceMemory memory = allocate_setup_memory(sizeof(double), device);
+  const std::size_t bytes = momentum_.size() * sizeof(double);
+  DeviceMemory memory = allocate_setup_memory(bytes, device);
   const Stream setup = setup_stream(device);
   const RelaxedCaptureMode relaxed;
-  upload_bytes(reinterpret_cast<void*>(memory.ptr), &momentum_, sizeof(double), setup);
+  upload_bytes(reinterpret_cast<void*>(memory.ptr), momentum_.data(), bytes, setup);
   stream_synchronize(setup);
   momentum_slot_ = std::move(memory);
 }
@@ -125,12 +132,19 @@ bool StepEngine::step(const StepRequest& r) {
     args.chunks = reinterpret_cast<const ChunkRef*>(fixed + layout_.chunks_offset);
     args.grads = reinterpret_cast<const void* const*>(grads_table_->ptr());
   }
-  args.control = reinterpret_cast<Control*>(core.control.ptr);
-  args.momentum = reinterpret_cast<const double*>(momentum_slot_.ptr);
-  args.hyper = core.hyper;
-  args.hyper.momentum = momentum_;
-  args.hyper.step = static_cast<double>(core.t + 1);
-  args.hyper.grad_scale = 1.0;
+  auto* const control = reinterpret_cast<Control*>(core.control.ptr);
+  const auto* const momentum_slot = reinterpret_cast<const double*>(momentum_slot_.ptr);
+  args.control = control;
+  // Eager and functional steps: every value as a kernel argument (set per group below).
+  const auto use_group = [&](uint32_t g) {
+    args.hyper = core.hyper[g];
+    args.hyper.momentum = momentum_[g];
+    args.hyper.step = static_cast<double>(core.t + 1);
+    args.hyper.grad_scale = 1.0;
+    args.group_control = control != nullptr ? control + g : nullptr;
+    args.momentum = momentum_slot != nullptr ? momentum_slot + g : nullptr;
+  };
+  use_group(0);
   if (r.clip) {
     // The fixed-block partial sums of squares of every grad, one launch per storage dtype.
     double* partials = r.norm_buffer + kPartialsOffset;
@@ -147,8 +161,8 @@ bool StepEngine::step(const StepRequest& r) {
     args.max_norm = r.max_norm;
     args.clip_epsilon = kClipEpsilon;
   }
-  // One update launch per (storage dtype, modifier) present; with no chunks, one empty launch
-  // still advances the device t and writes the norm.
+  // One update launch per (storage dtype, group, modifier) present; with no chunks, one empty
+  // launch still advances the device t and writes the norm.
   std::vector<StepLayout::Launch> launches = layout_.launches;
   if (launches.empty() && (args.control != nullptr || r.clip))
     launches.push_back(StepLayout::Launch{DType::kFloat32, false, 0, 0});
@@ -157,6 +171,7 @@ bool StepEngine::step(const StepRequest& r) {
     args.chunk_end = launches[k].end;
     args.advance = k + 1 == launches.size() ? 1 : 0;
     args.write_norm = k == 0 ? 1 : 0;
+    use_group(launches[k].group);
     const Modifier modifier = launches[k].with_momentum ? modifier_ : Modifier::kNone;
     launch_update(rule_, launches[k].dtype, modifier, args, core.device, stream);
   }
@@ -175,33 +190,46 @@ void StepEngine::check_home_not_capturing(const char* what) const {
         "begin_capture() or after end_capture()");
 }
 
-void StepEngine::set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit) {
+void StepEngine::set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit,
+                                     size_t group) {
   const std::lock_guard<std::mutex> lock(core_->mutex);
   StepCore& core = *core_;
-  HyperParams rule = core.hyper;
-  double momentum = momentum_;
-  edit(rule, momentum);
-  const bool write_rule = core.control.ptr != 0 && !same_rule_fields(rule, core.hyper);
+  const size_t groups = core.hyper.size();
+  if (group != kAllGroups && group >= groups)
+    throw std::invalid_argument("parameter group out of range");
+  const size_t first = group == kAllGroups ? 0 : group;
+  const size_t last = group == kAllGroups ? groups : group + 1;
+  // Edit copies; nothing is committed until every device write is queued.
+  std::vector<HyperParams> rule(core.hyper.begin(), core.hyper.end());
+  std::vector<double> momentum = momentum_;
+  for (size_t g = first; g < last; ++g) edit(rule[g], momentum[g]);
+  std::vector<size_t> rule_writes;
+  for (size_t g = first; g < last; ++g)
+    if (core.control.ptr != 0 && !same_rule_fields(rule[g], core.hyper[g])) rule_writes.push_back(g);
   const bool write_momentum = momentum_slot_.ptr != 0 && momentum != momentum_;
-  if (write_rule || write_momentum) {
+  if (!rule_writes.empty() || write_momentum) {
     const DeviceGuard guard(core.device);
     check_home_not_capturing("hyperparameters cannot be changed");
     const Stream home = core.home.stream;
-    HyperParams fields = rule;
-    fields.momentum = 0.0;  // the core's copy is unused: never a stepper's momentum
-    if (write_rule)
-      upload_bytes(reinterpret_cast<void*>(core.control.ptr), &fields, kControlFieldBytes, home);
+    auto* control = reinterpret_cast<Control*>(core.control.ptr);
+    for (size_t g : rule_writes) {
+      HyperParams fields = rule[g];
+      fields.momentum = 0.0;  // the core's copy is unused: never a stepper's momentum
+      upload_bytes(&control[g].hyper, &fields, kControlFieldBytes, home);
+    }
     if (write_momentum)
-      upload_bytes(reinterpret_cast<void*>(momentum_slot_.ptr), &momentum, sizeof(double), home);
+      upload_bytes(reinterpret_cast<void*>(momentum_slot_.ptr), momentum.data(),
+                   momentum.size() * sizeof(double), home);
   }
-  core.hyper = rule;
-  momentum_ = momentum;
+  core.hyper = std::move(rule);
+  momentum_ = std::move(momentum);
 }
 
-HyperParams StepEngine::hyperparameters() {
+HyperParams StepEngine::hyperparameters(size_t group) {
   const std::lock_guard<std::mutex> lock(core_->mutex);
-  HyperParams h = core_->hyper;
-  h.momentum = momentum_;
+  if (group >= core_->hyper.size()) throw std::invalid_argument("parameter group out of range");
+  HyperParams h = core_->hyper[group];
+  h.momentum = momentum_[group];
   return h;
 }
 

@@ -34,19 +34,20 @@ struct StreamRef {
 
 // What a rule stepper and the momentum steppers wrapping it share.
 struct StepCore {
-  StepCore(int device, bool functional) : device(device), functional(functional) {}
+  StepCore(int device, bool functional, size_t num_groups = 1)
+      : hyper(num_groups), device(device), functional(functional) {}
   ~StepCore();  // a control block is never freed: a graph may replay it at any time
   StepCore(const StepCore&) = delete;
   StepCore& operator=(const StepCore&) = delete;
 
   std::mutex mutex;
-  HyperParams hyper;  // the rule's fields (momentum: each stepper's own)
+  std::vector<HyperParams> hyper;  // per parameter group: the rule's fields (not momentum)
   int64_t t = 0;      // updates applied: the truth until a step is captured (then the device's)
   int device;         // -1 until the first step when there are no arrays
   // Functional API: t and the hyperparameters are the caller's, baked into a captured step
   // (its replays repeat that one update); no control block is ever created.
   const bool functional;
-  DeviceMemory control;         // Control, once a step of this core has been captured
+  DeviceMemory control;         // Control[groups], once a step of this core was captured
   StreamRef home;               // the stream of the last step: where t is read and written
   bool has_home = false;        // a step has run (home.stream 0 is the legacy default stream)
   Fence* home_fence = nullptr;  // that stream's fence after the last eager step
@@ -78,11 +79,15 @@ class StepEngine {
   // the cache. For benchmarks of the per-step host overhead.
   void prepare(const void* const* grads);
 
-  // Applies `edit` to copies of the rule fields and this stepper's momentum; writes the
-  // changed ones to their device copies (on the home stream) if there are any, then commits.
-  // Throws, changing nothing, while the home stream is capturing (the write would be recorded).
-  void set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit);
-  HyperParams hyperparameters();  // the rule fields and this stepper's momentum
+  size_t num_groups() const { return core_->hyper.size(); }
+  // Applies `edit` to copies of the rule fields and this stepper's momentum of `group` (every
+  // group when kAllGroups); writes the changed ones to their device copies (on the home
+  // stream) if there are any, then commits. Throws, changing nothing, while the home stream is
+  // capturing (the write would be recorded). `group` must be < num_groups().
+  static constexpr size_t kAllGroups = static_cast<size_t>(-1);
+  void set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit,
+                           size_t group = kAllGroups);
+  HyperParams hyperparameters(size_t group = 0);  // the rule fields and this stepper's momentum
   int64_t t();                    // synchronises the home stream once there is a control block
   void set_t(int64_t t);
 
@@ -98,8 +103,8 @@ class StepEngine {
   const Modifier modifier_;
   const size_t num_tensors_;
   const StepLayout layout_;
-  double momentum_ = 0.0;
-  DeviceMemory momentum_slot_;  // once this momentum stepper has been captured
+  std::vector<double> momentum_;  // per group
+  DeviceMemory momentum_slot_;    // double[groups], once this momentum stepper was captured
   TablePtr fixed_;              // held: never freed while this stepper lives
   TablePtr grads_table_;        // the last grad-pointer table (a loop reuses a few)
   std::string grad_bytes_;

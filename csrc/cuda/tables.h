@@ -117,11 +117,13 @@ struct TensorDesc {
   int64_t numel;
   DType dtype;
   bool with_momentum;
+  uint32_t group = 0;  // its parameter group: which hyperparameters its launch uses
 };
 
 // The fixed table of a stepper and the launches of each of its steps. Chunks are ordered by
-// storage dtype, then plain before momentum, so that each (dtype, modifier) is one contiguous
-// chunk range: one launch each, and one reduction launch per dtype.
+// storage dtype, then parameter group, then plain before momentum, so that each (dtype, group,
+// modifier) is one contiguous chunk range: one launch each (with that group's values), and
+// one reduction launch per dtype.
 struct StepLayout {
   std::string fixed;  // meta[N] | ptrs[N] | chunks[C]
   std::size_t ptrs_offset = 0, chunks_offset = 0;
@@ -130,8 +132,10 @@ struct StepLayout {
     DType dtype;
     bool with_momentum;
     int64_t begin, end;
+    uint32_t group = 0;
   };
   std::vector<Launch> launches;
+  uint32_t num_groups = 1;  // 1 + the largest group index
   struct Reduction {
     DType dtype;
     int64_t begin, end;

@@ -86,12 +86,13 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   if (threadIdx.x == 0) {
     HyperParams h = a.hyper;  // eager: every value as given, step = t + 1
     if (a.control != nullptr) {
-      // Captured (or after a capture): the rule fields and t from the device, so a replay sees
-      // the values set since the capture and the t left by the previous replay.
+      // Captured (or after a capture): the rule fields of this launch's parameter group and t
+      // from the device, so a replay sees the values set since the capture and the t left by
+      // the previous replay.
       const double momentum = h.momentum;
-      h = a.control->hyper;
+      h = a.group_control->hyper;
       h.momentum = momentum;
-      h.step += 1.0;  // the device counts updates applied; this one uses t + 1
+      h.step = a.control->hyper.step + 1.0;  // the device counts updates applied; use t + 1
     }
     if (a.momentum != nullptr) h.momentum = *a.momentum;
     h.grad_scale = 1.0;

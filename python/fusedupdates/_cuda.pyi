@@ -24,6 +24,7 @@ class Stepper:
         params: Sequence[Any],
         states: Sequence[Sequence[Any]],
         state_names: Sequence[str],
+        groups: Sequence[int] | None = None,
         *,
         functional: bool = False,
     ) -> None: ...
@@ -41,11 +42,13 @@ class Stepper:
         0-d float64 CuPy array (no host synchronisation). A None grad leaves its param and
         state untouched. Loss scaling (``grad_scale``, ``skip_nonfinite``) raises
         NotImplementedError on the GPU."""
-    def prepare_step(self, grads: Sequence[Any | None]) -> list[tuple[str, bool, int, int]]:
+    def prepare_step(
+        self, grads: Sequence[Any | None]
+    ) -> list[tuple[str, bool, int, int, int]]:
         """The host part of a step, without any CUDA call; returns its launches as
-        (dtype, with_momentum, first_chunk, end_chunk). For benchmarks and tests."""
+        (dtype, with_momentum, first_chunk, end_chunk, group). For benchmarks and tests."""
     def set_hyperparameters(self, *, group: int | None = None, **fields: float) -> None:
-        """Fields of HYPER_FIELDS; ``group`` None or 0 (one parameter group on the GPU)."""
+        """Fields of HYPER_FIELDS; ``group`` None (every group) or a group index."""
     def hyperparameters(self, group: int = 0) -> dict[str, float]: ...
     @property
     def t(self) -> int:
@@ -56,7 +59,7 @@ class Stepper:
     @property
     def has_momentum(self) -> bool: ...
     @property
-    def num_groups(self) -> int: ...  # always 1 on the GPU
+    def num_groups(self) -> int: ...
     @property
     def last_step_applied(self) -> bool: ...  # always True: the GPU never skips a step
     def __len__(self) -> int: ...

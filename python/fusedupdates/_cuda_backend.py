@@ -62,14 +62,11 @@ def make_stepper(
     *,
     functional: bool = False,
 ) -> _cuda.Stepper:
-    """The native stepper of one updater: validates params and states once, owns ``t`` and
-    every device resource. ``functional=True`` (the functional API): a captured step bakes its
-    ``t`` and hyperparameters into the graph instead of reading and advancing a device copy."""
-    if groups is not None and any(int(g) != 0 for g in groups):
-        raise NotImplementedError(
-            "fusedupdates: parameter groups are not supported on the CUDA backend yet"
-        )
-    return _cuda.Stepper(rule_id, params, states, state_names, functional=functional)
+    """The native stepper of one updater: validates params and states once, owns ``t``, each
+    parameter group's hyperparameters (``groups``: the group index of each param) and every
+    device resource. ``functional=True`` (the functional API): a captured step bakes its ``t``
+    and hyperparameters into the graph instead of reading and advancing a device copy."""
+    return _cuda.Stepper(rule_id, params, states, state_names, groups, functional=functional)
 
 
 def zeros_like(param, dtype: np.dtype):

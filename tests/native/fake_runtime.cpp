@@ -27,9 +27,9 @@ void execute(const UpdateArgs& a, Stream s, DType dtype, Modifier modifier) {
   HyperParams h = a.hyper;
   if (a.control != nullptr) {
     const double momentum = h.momentum;
-    h = a.control->hyper;
+    h = a.group_control->hyper;
     h.momentum = momentum;
-    h.step += 1.0;
+    h.step = a.control->hyper.step + 1.0;
   }
   if (a.momentum != nullptr) h.momentum = *a.momentum;
   l.step = h.step;

@@ -295,6 +295,59 @@ void test_functional_capture_bakes_its_arguments() {
   for (const fk::Launch& l : fk::state().launches) CHECK(l.step == 4 && !l.control);
 }
 
+// Parameter groups: one launch per (dtype, group, modifier), each with its group's values,
+// eagerly and in a captured graph; a group's change reaches only its launches; t is the
+// core's single counter, advanced once per step (not per group).
+void test_parameter_groups_launch_with_their_own_values() {
+  fresh();
+  std::vector<double> memory(64, 0.0);
+  auto core = std::make_shared<StepCore>(0, false, 2);
+  std::vector<TensorDesc> tensors(3);
+  const uint32_t group_of[3] = {1, 0, 1};
+  const void* grads[3];
+  for (int i = 0; i < 3; ++i) {
+    tensors[i] = TensorDesc{&memory[8 * i], {&memory[8 * i + 2], &memory[8 * i + 4]},
+                            2, DType::kFloat32, i == 2, group_of[i]};
+    if (i == 2) tensors[i].state[2] = &memory[30];
+    grads[i] = &memory[40 + 4 * i];
+  }
+  StepEngine engine(core, RuleId::kAdam, Modifier::kMomentum, tensors);
+  const auto& launches = engine.launches();
+  CHECK(launches.size() == 3);  // group 0 plain, group 1 plain, group 1 momentum
+  CHECK(launches[0].group == 0 && launches[1].group == 1 && launches[2].group == 1);
+  CHECK(!launches[1].with_momentum && launches[2].with_momentum);
+  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.1; m = 0.5; });
+  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.2; m = 0.6; },
+                             1);
+  CHECK(engine.hyperparameters(0).learning_rate == 0.1 && engine.hyperparameters(1).momentum == 0.6);
+  StepRequest r;
+  r.grads = grads;
+  r.stream.stream = A;
+  engine.step(r);  // eager
+  const auto& l = fk::state().launches;
+  CHECK(l.size() == 3 && l[0].learning_rate == 0.1 && l[1].learning_rate == 0.2);
+  CHECK(l[2].learning_rate == 0.2 && l[2].momentum == 0.6 && l[0].step == 1 && l[2].step == 1);
+  fk::state().capturing.insert(A);
+  engine.step(r);  // captured: the control block holds both groups
+  fk::state().capturing.clear();
+  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.3; m = 0.7; },
+                             1);
+  fk::state().launches.clear();
+  fk::replay(A);
+  fk::replay(A);
+  CHECK(l.size() == 6 && l[0].control && l[0].learning_rate == 0.1);
+  CHECK(l[1].learning_rate == 0.3 && l[2].learning_rate == 0.3 && l[2].momentum == 0.7);
+  CHECK(l[0].step == 2 && l[2].step == 2 && l[3].step == 3 && l[5].step == 3);
+  CHECK(engine.t() == 3);
+  bool threw = false;
+  try {
+    engine.set_hyperparameters([](HyperParams&, double&) {}, 2);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
 }  // namespace
 
 int main() {
@@ -309,6 +362,7 @@ int main() {
   test_no_device_write_while_capturing();
   test_stream_switch_waits_for_the_previous_step();
   test_functional_capture_bakes_its_arguments();
+  test_parameter_groups_launch_with_their_own_values();
   std::printf("%s (%d failed checks)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
