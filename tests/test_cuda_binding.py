@@ -46,7 +46,7 @@ def test_module_surface():
         assert hasattr(_cuda.Stepper, name)
     for name in ("sum_squares", "total_norm_constraint", "norm_constraint", "bandwidth_probe"):
         assert callable(getattr(_cuda, name))
-    assert callable(_cuda.copy_probe) and _cuda.NORM_BUFFER_DOUBLES == _cuda.NORM_PARTIALS + 2
+    assert callable(_cuda.copy_probe) and _cuda.NORM_BUFFER_DOUBLES == _cuda.NORM_PARTIALS + 3
     assert _cuda.HYPER_FIELDS == _cpu.HYPER_FIELDS and _cuda.CLIP_EPSILON == _cpu.CLIP_EPSILON
     # Removed: the per-call step, its Python-side graph bookkeeping, dead code, old probe names.
     for gone in ("step", "hyper_changed", "scale", "CHUNK_ELEMENTS", "stream", "copy"):
@@ -202,12 +202,35 @@ def test_hyperparameter_errors_match_the_cpu(kwargs):
     assert cpu == cuda
 
 
-def test_loss_scaling_is_not_implemented_on_the_gpu():
+@pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan, "2", None])
+def test_bad_grad_scale_matches_the_cpu(scale):
+    """A host loss scale is checked before any CUDA call, with the CPU's messages."""
+    if scale is None:
+        scale = 10**400
+
+    def call(module, conv):
+        module.Stepper(SGD, conv(_f32(3)), [], []).step(conv(_f32(3)), None, scale)
+
+    cpu, cuda = _errors(call)
+    assert cpu == cuda
+
+
+def test_bad_device_grad_scale():
+    """A device scale must be one aligned float32/float64 element on the params' device."""
     s = _cuda.Stepper(SGD, _wrap(_f32(3)), [], [])
-    with pytest.raises(NotImplementedError, match="loss scaling"):
-        s.step(_wrap(_f32(3)), None, 128.0)
-    with pytest.raises(NotImplementedError, match="loss scaling"):
-        s.step(_wrap(_f32(3)), skip_nonfinite=True)
+    grads = _wrap(_f32(3))
+    with pytest.raises(TypeError, match="one float32 or float64 element"):
+        s.step(grads, None, FakeCuda(np.ones(2, np.float32)))
+    with pytest.raises(TypeError, match="one float32 or float64 element"):
+        s.step(grads, None, FakeCuda(np.ones((), np.float16)))
+    with pytest.raises(ValueError, match="misaligned"):
+        s.step(grads, None, FakeCuda(_misaligned(1)))
+    with pytest.raises(ValueError, match="device 1 but the params are on device 0"):
+        s.step(grads, None, FakeCuda(np.ones((), np.float32), device=1))
+    f = _cuda.Stepper(SGD, _wrap(_f32(3)), [], [], functional=True)
+    with pytest.raises(ValueError, match="never skips"):
+        f.step(grads, None, None, True)
+    assert s.last_step_applied is True and s.t == 0
 
 
 @pytest.mark.parametrize("t", [-1, 2**53])

@@ -98,30 +98,35 @@ def test_bad_grad_scale(scale):
     assert upd.t == 0 and np.array_equal(upd.params[0], np.ones(3))
 
 
-def test_loss_scaler_matches_torch_grad_scaler():
+def test_loss_scaler_matches_torch_grad_scaler(xp):
     scaler = fu.LossScaler(
         init_scale=1024.0, growth_factor=3.0, backoff_factor=0.3, growth_interval=4
     )
+    if xp.name == "cupy":
+        scaler._to_device(0)  # the device kernel must follow the same sequence
+        assert scaler.device_scale.dtype == np.float32
     got = []
-    for found_inf in TORCH_FLAGS:
+    for i, found_inf in enumerate(TORCH_FLAGS):
+        if xp.name == "cupy" and i % 2:
+            found_inf = xp.asarray(np.array(found_inf))  # a device flag, as a step writes
         scaler.update(found_inf)
         got.append(scaler.scale)
     assert got == TORCH_SCALES
 
 
-def test_loss_scaler_drives_an_updater_and_checkpoints():
-    p = np.ones(3, np.float32)
-    upd = fu.adam([p])
+def test_loss_scaler_drives_an_updater_and_checkpoints(xp):
+    upd = fu.adam([xp.asarray(np.ones(3, np.float32))])
     scaler = fu.LossScaler(init_scale=2.0**15, growth_interval=2)
-    scaler.step(upd, [np.full(3, np.inf, np.float32)])  # overflow: skipped, scale halves
+    scaler.step(upd, [xp.asarray(np.full(3, np.inf, np.float32))])  # skipped, scale halves
     assert scaler.scale == 2.0**14 and upd.t == 0
+    assert (scaler.device_scale is None) == (xp.name == "numpy")
     for _ in range(2):
-        scaler.step(upd, [np.full(3, scaler.scale, np.float32)])  # unscales to 1.0
+        scaler.step(upd, [xp.asarray(np.full(3, scaler.scale, np.float32))])  # unscales to 1
     assert scaler.scale == 2.0**15 and upd.t == 2
     want = fu.adam([np.ones(3, np.float32)])
     want.step([np.ones(3, np.float32)])
     want.step([np.ones(3, np.float32)])
-    np.testing.assert_array_equal(p, want.params[0])
+    np.testing.assert_array_equal(xp.get(upd.params[0]), want.params[0])
     twin = fu.LossScaler()
     twin.load_state_dict(scaler.state_dict())
     assert twin.state_dict() == scaler.state_dict()

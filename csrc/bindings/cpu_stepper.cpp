@@ -29,17 +29,6 @@ std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& pla
   return out;
 }
 
-double grad_scale_value(const py::object& grad_scale) {
-  const double x = PyFloat_AsDouble(grad_scale.ptr());
-  if (x == -1.0 && PyErr_Occurred()) {
-    PyErr_Clear();
-    throw ArgTypeError("grad_scale must be a float");
-  }
-  if (!std::isfinite(x) || !(x > 0.0))
-    throw ArgValueError("grad_scale must be finite and > 0, got " + std::to_string(x));
-  return x;
-}
-
 // Takes the core's lock with the GIL released: a thread holding the lock may need the GIL to
 // finish, so waiting for the lock while holding the GIL could deadlock.
 std::unique_lock<std::mutex> lock_core(StepperCore& core) {

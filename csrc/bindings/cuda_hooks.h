@@ -22,7 +22,8 @@ namespace py = pybind11;
 struct CupyHooks {
   PyObject* alloc = nullptr;           // (nbytes, device, stream_ptr) -> cupy uint8 array
   PyObject* current_stream = nullptr;  // (device) -> cupy Stream
-  PyObject* norm_buffer = nullptr;     // (device) -> (data pointer, 0-d float64 view of [0])
+  // (device) -> (data pointer, 0-d float64 view of [0], 0-d bool view of the applied flag)
+  PyObject* norm_buffer = nullptr;
   static CupyHooks& get() {
     static auto* hooks = new CupyHooks();  // never destroyed: outlives the interpreter
     return *hooks;
@@ -83,12 +84,19 @@ inline cuda::StreamRef current_stream(int device) {
   return ref;
 }
 
-// A new norm buffer (kNormBufferDoubles float64) on `device`: its pointer and the 0-d array
-// of its element 0 that a clipped step returns (which keeps the buffer alive).
-inline std::pair<double*, py::object> new_norm_buffer(int device) {
+// A new norm buffer (kNormBufferDoubles float64) on `device`: its pointer, the 0-d array of
+// its element 0 that a clipped step returns, and the 0-d bool array of the applied flag of a
+// step with skip_nonfinite (each keeps the buffer alive).
+struct NormBuffer {
+  double* ptr;
+  py::object norm;
+  py::object applied;
+};
+inline NormBuffer new_norm_buffer(int device) {
   CupyHooks::get().check();
   const py::tuple out = py::reinterpret_borrow<py::object>(CupyHooks::get().norm_buffer)(device);
-  return {reinterpret_cast<double*>(out[0].cast<std::uintptr_t>()), out[1]};
+  if (out.size() != 3) throw std::runtime_error("fusedupdates._cuda: bad norm_buffer hook");
+  return {reinterpret_cast<double*>(out[0].cast<std::uintptr_t>()), out[1], out[2]};
 }
 
 }  // namespace fusedupdates::bindings

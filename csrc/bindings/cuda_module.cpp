@@ -82,7 +82,9 @@ cuda::ScaleArgs list_args(const DeviceList& l, cuda::Stream stream, bool capturi
 // Sum of squares of the list into the norm buffer's partials; returns the 0-d result array.
 py::object reduce_list(const DeviceList& l, bool scale, double max_norm, double epsilon) {
   const cuda::StreamRef stream = current_stream(l.device);
-  auto [norm, result] = new_norm_buffer(l.device);
+  const NormBuffer buffer = new_norm_buffer(l.device);
+  double* const norm = buffer.ptr;
+  const py::object& result = buffer.norm;
   const cuda::DeviceGuard guard(l.device);
   const bool capturing = cuda::stream_is_capturing(stream.stream);
   cuda::TablePtr table;
@@ -204,7 +206,7 @@ CUDA graph replays included. Internal: use the fusedupdates factories.)doc")
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
            py::arg("groups") = py::none(), py::kw_only(), py::arg("functional") = false)
       .def("with_momentum", &CudaStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
-      .def("step", &CudaStepper::step_scaled, py::arg("grads"), py::arg("max_norm") = py::none(),
+      .def("step", &CudaStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),
            py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)
       .def("prepare_step", &CudaStepper::prepare_step, py::arg("grads"))
       .def("set_hyperparameters", [](CudaStepper& s, py::kwargs kw) { s.set_hyperparameters(kw); })
@@ -212,9 +214,10 @@ CUDA graph replays included. Internal: use the fusedupdates factories.)doc")
       .def_property("t", &CudaStepper::t, &CudaStepper::set_t)
       .def_property_readonly("has_momentum", &CudaStepper::has_momentum)
       .def_property_readonly("num_groups", &CudaStepper::num_groups)
-      .def_property_readonly(
-          "last_step_applied", [](const CudaStepper&) { return true; },  // steps are never skipped
-          "Always True: the GPU never skips a step (no loss scaling yet).")
+      .def_property_readonly("last_step_applied", &CudaStepper::last_step_applied,
+                             "True, or after a step with skip_nonfinite (or grad_scale) a 0-d "
+                             "bool CuPy array written by that step: reading it does not "
+                             "synchronise.")
       .def("__len__", &CudaStepper::size);
   m.attr("HYPER_FIELDS") = py::str(hyper_field_names());
   m.attr("CLIP_EPSILON") = kClipEpsilon;

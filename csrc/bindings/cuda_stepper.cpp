@@ -125,7 +125,8 @@ const std::vector<const void*>& CudaStepper::describe_grads(const py::tuple& hel
   return grad_ptrs;
 }
 
-py::object CudaStepper::step(const py::handle& grads, const py::object& max_norm) {
+py::object CudaStepper::step(const py::handle& grads, const py::object& max_norm,
+                             const py::object& grad_scale, bool skip_nonfinite) {
   const py::tuple held = hold_items(grads, "grads");  // keeps every grad alive until launched
   // A copy: the Python calls below (max_norm's __float__, the CuPy hooks) could step another
   // stepper on this thread and reuse the thread's list.
@@ -134,33 +135,48 @@ py::object CudaStepper::step(const py::handle& grads, const py::object& max_norm
   request.grads = grad_ptrs.data();
   request.clip = !max_norm.is_none();
   if (request.clip) request.max_norm = max_norm_value(max_norm);
+  const int device = size() > 0 ? fixed_.device() : -1;
+  if (!grad_scale.is_none()) {
+    skip_nonfinite = true;  // a loss-scaled step always checks, as on the CPU
+    if (PyObject_HasAttrString(grad_scale.ptr(), "__cuda_array_interface__")) {
+      std::vector<int64_t> shape;
+      const ArrayDesc s = describe_cuda(grad_scale.ptr(), "grad_scale", 0, false, shape);
+      if (s.numel != 1 || (s.dtype != DType::kFloat32 && s.dtype != DType::kFloat64))
+        throw ArgTypeError("grad_scale: a device scale must be one float32 or float64 element");
+      if (!s.aligned) throw ArgValueError("grad_scale: the device scale is misaligned");
+      if (device >= 0 && s.device != device)
+        throw ArgValueError("grad_scale: is on device " + std::to_string(s.device) +
+                            " but the params are on device " + std::to_string(device));
+      request.scale_device = reinterpret_cast<const void*>(s.ptr);
+      request.scale_is_double = s.dtype == DType::kFloat64;
+    } else {
+      request.inverse_scale = 1.0 / grad_scale_value(grad_scale);
+    }
+  }
+  if (skip_nonfinite && engine_->core()->functional)
+    throw ArgValueError("skip_nonfinite: a functional stepper never skips a step");
+  request.skip_nonfinite = skip_nonfinite;
   cuda::ensure_runtime();  // the first CUDA call of this step
-  const int device = size() > 0 ? fixed_.device() : cuda::current_device();
-  request.stream = current_stream(device);
-  py::object norm = py::none();
-  if (request.clip) {
-    auto buffer = new_norm_buffer(device);
-    request.norm_buffer = buffer.first;
-    norm = std::move(buffer.second);
+  const int step_device = device >= 0 ? device : cuda::current_device();
+  request.stream = current_stream(step_device);
+  py::object norm = py::none(), applied = py::bool_(true);
+  if (request.clip || skip_nonfinite) {
+    NormBuffer buffer = new_norm_buffer(step_device);
+    request.norm_buffer = buffer.ptr;
+    if (request.clip) norm = std::move(buffer.norm);
+    if (skip_nonfinite) applied = std::move(buffer.applied);
   }
   bool captured = false;
   {
     py::gil_scoped_release release;
     captured = engine_->step(request);
   }
-  if (captured && request.clip) keep_forever(norm);  // the graph writes it at every replay
-  return norm;
-}
-
-py::object CudaStepper::step_scaled(const py::handle& grads, const py::object& max_norm,
-                                    const py::object& grad_scale, bool skip_nonfinite) {
-  if (!grad_scale.is_none() || skip_nonfinite) {
-    PyErr_SetString(PyExc_NotImplementedError,
-                    "fusedupdates: loss scaling (grad_scale, skip_nonfinite) is not supported on "
-                    "the CUDA backend yet");
-    throw py::error_already_set();
+  if (captured && (request.clip || skip_nonfinite)) {
+    keep_forever(norm);  // the graph writes the buffer at every replay
+    keep_forever(applied);
   }
-  return step(grads, max_norm);
+  last_applied_ = std::move(applied);
+  return norm;
 }
 
 py::list CudaStepper::prepare_step(const py::handle& grads) {

@@ -43,11 +43,14 @@ class CudaStepper {
 
   // One fused update of every param; with max_norm, the total norm as a 0-d float64 CuPy
   // array (no host sync). A grad may be None: that param and its state are left untouched.
-  py::object step(const py::handle& grads, const py::object& max_norm);
-  // Loss scaling (grad_scale, skip_nonfinite) is not implemented on the GPU yet: the CPU's
-  // signature, raising NotImplementedError when either is used.
-  py::object step_scaled(const py::handle& grads, const py::object& max_norm,
-                         const py::object& grad_scale, bool skip_nonfinite);
+  // grad_scale (a float, or a 0-d float32/float64 CuPy array on the params' device, read by
+  // the kernel): the grads are divided by it inside the kernel; it implies skip_nonfinite: a
+  // NaN or Inf in any grad skips the whole step on the device (params, states and t
+  // unchanged), and last_step_applied() is then a 0-d bool array written by the step. The
+  // first such step moves t to the device (reading t then synchronises, as after a capture).
+  py::object step(const py::handle& grads, const py::object& max_norm,
+                  const py::object& grad_scale, bool skip_nonfinite);
+  py::object last_step_applied() const { return last_applied_; }
   // The host part of step() without any CUDA call: describes and checks the grads, builds the
   // grad-pointer table and looks it up. Returns the launches a step makes, as
   // (dtype, with_momentum, first_chunk, end_chunk, group). For benchmarks and tests.
@@ -79,6 +82,8 @@ class CudaStepper {
   std::vector<py::object> arrays_;
   FixedArrays fixed_;
   std::shared_ptr<cuda::StepEngine> engine_;
+  // True, or the applied flag of the last step with skip_nonfinite (a 0-d bool CuPy array).
+  py::object last_applied_ = py::bool_(true);
 };
 
 }  // namespace fusedupdates::bindings

@@ -137,6 +137,18 @@ inline std::pair<size_t, size_t> pop_group_kwarg(py::kwargs& kwargs, size_t num_
   return {static_cast<size_t>(g), static_cast<size_t>(g) + 1};
 }
 
+// A loss scale given as a Python number (both steppers): finite and > 0.
+inline double grad_scale_value(const py::object& grad_scale) {
+  const double x = PyFloat_AsDouble(grad_scale.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw ArgTypeError("grad_scale must be a float");
+  }
+  if (!std::isfinite(x) || !(x > 0.0))
+    throw ArgValueError("grad_scale must be finite and > 0, got " + std::to_string(x));
+  return x;
+}
+
 // The current fields as a dict (for tests and repr).
 inline py::dict hyper_to_dict(const HyperParams& h) {
   py::dict d;

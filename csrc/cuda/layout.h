@@ -21,9 +21,12 @@ constexpr int kThreads = 256;  // every multi-tensor kernel; block_sum assumes i
 // The deterministic reductions always run exactly this many blocks (whatever the GPU), so
 // the partial sums, and their fixed-order total, depend only on the inputs.
 constexpr int kNormPartials = 512;
-// A norm buffer (float64): [result, multiplier, partials...].
-constexpr int kNormBufferDoubles = 2 + kNormPartials;
-constexpr int kPartialsOffset = 2;
+// A norm buffer (float64): [result, multiplier, flags, partials...]. The first byte of `flags`
+// is the applied flag of a step with skip_nonfinite (1 applied, 0 skipped), which the step
+// returns as a 0-d bool array.
+constexpr int kNormBufferDoubles = 3 + kNormPartials;
+constexpr int kFlagsOffset = 2;
+constexpr int kPartialsOffset = 3;
 
 // Per tensor, in the stepper's parameter order.
 struct TensorMeta {
@@ -68,9 +71,18 @@ struct UpdateArgs {
   const Control* group_control;    // with control: the entry of this launch's group
   const double* momentum;          // this group's momentum from the device, or null: hyper's
   HyperParams hyper;               // eager and functional steps: every value, step = t + 1
-  const double* partials;          // clipping: the kNormPartials sums of squares, else null
+  const double* partials;          // clip or skip_nonfinite: the kNormPartials sums of squares
   double* norm_out;                // clipping: [norm, multiplier], written by block 0
   double max_norm, clip_epsilon;
+  int clip;                        // scale the grads by the total-norm multiplier
+  // Loss scaling: every grad is multiplied by 1 / scale inside the kernel, the scale being
+  // `inverse_scale`'s reciprocal or, when scale_device is set, a float32 (or float64 when
+  // scale_is_double) on the device (a LossScaler's), read by the kernel: no host sync.
+  double inverse_scale;
+  const void* scale_device;
+  int scale_is_double;
+  int skip_nonfinite;          // a non-finite sum of squares skips the whole step (t too)
+  unsigned char* applied_out;  // skip_nonfinite: the applied flag, written by block 0
   int advance;     // this launch ends the step: its last block stores t (with a control block)
   int write_norm;  // this launch writes norm_out
 };

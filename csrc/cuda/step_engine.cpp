@@ -119,6 +119,7 @@ bool StepEngine::step(const StepRequest& r) {
     if (!stream_is_capturing(core.home.stream)) previous = cache.record_fence(core.home.stream);
     if (previous != nullptr) stream_wait_event(stream, previous->event);
   }
+  if (r.skip_nonfinite && !core.functional && core.control.ptr == 0) create_control();
   if (capturing && !core.functional) {
     if (core.control.ptr == 0) create_control();
     if (modifier_ != Modifier::kNone && momentum_slot_.ptr == 0) create_momentum_slot();
@@ -145,7 +146,12 @@ bool StepEngine::step(const StepRequest& r) {
     args.momentum = momentum_slot != nullptr ? momentum_slot + g : nullptr;
   };
   use_group(0);
-  if (r.clip) {
+  args.clip = r.clip ? 1 : 0;
+  args.inverse_scale = r.inverse_scale;
+  args.scale_device = r.scale_device;
+  args.scale_is_double = r.scale_is_double ? 1 : 0;
+  args.skip_nonfinite = r.skip_nonfinite ? 1 : 0;
+  if (r.clip || r.skip_nonfinite) {
     // The fixed-block partial sums of squares of every grad, one launch per storage dtype.
     double* partials = r.norm_buffer + kPartialsOffset;
     ReduceArgs reduce{args.meta, args.grads, args.chunks, 0, 0, partials, 0};
@@ -160,11 +166,13 @@ bool StepEngine::step(const StepRequest& r) {
     args.norm_out = r.norm_buffer;
     args.max_norm = r.max_norm;
     args.clip_epsilon = kClipEpsilon;
+    if (r.skip_nonfinite)
+      args.applied_out = reinterpret_cast<unsigned char*>(r.norm_buffer + kFlagsOffset);
   }
   // One update launch per (storage dtype, group, modifier) present; with no chunks, one empty
   // launch still advances the device t and writes the norm.
   std::vector<StepLayout::Launch> launches = layout_.launches;
-  if (launches.empty() && (args.control != nullptr || r.clip))
+  if (launches.empty() && (args.control != nullptr || r.clip || r.skip_nonfinite))
     launches.push_back(StepLayout::Launch{DType::kFloat32, false, 0, 0});
   for (size_t k = 0; k < launches.size(); ++k) {
     args.chunk_begin = launches[k].begin;

@@ -57,7 +57,16 @@ struct StepRequest {
   const void* const* grads = nullptr;  // one per tensor, validated
   bool clip = false;
   double max_norm = 0.0;
-  double* norm_buffer = nullptr;  // kNormBufferDoubles on the device, when clip
+  // Loss scaling: the grads are multiplied by inverse_scale, or by 1 / the float32 (float64
+  // when scale_is_double) at scale_device when it is set, inside the kernel.
+  double inverse_scale = 1.0;
+  const void* scale_device = nullptr;
+  bool scale_is_double = false;
+  // A non-finite grad skips the whole step, decided on the device: the core's t moves to the
+  // device (a control block, as after a capture) so that only applied steps advance it, and
+  // the applied flag is written into the norm buffer (kFlagsOffset).
+  bool skip_nonfinite = false;
+  double* norm_buffer = nullptr;  // kNormBufferDoubles on the device, when clip or skip
   StreamRef stream;               // the caller's (CuPy's current) stream
 };
 

@@ -78,9 +78,11 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   static_assert(std::is_same_v<typename Rule::value_type, T>, "rule of the wrong compute type");
   __shared__ alignas(16) unsigned char rule_bytes[sizeof(Rule)];
   __shared__ alignas(16) unsigned char scalar_bytes[sizeof(ElementScalars<T>)];
+  __shared__ int skip;  // a non-finite grad with skip_nonfinite: this step does nothing
 
-  // Clipping: every block sums the same partials in the same order, so every block derives
-  // the same multiplier without a grid-wide barrier or an extra launch.
+  // Clipping and the non-finite check: every block sums the same partials in the same order,
+  // so every block derives the same multiplier and the same decision to skip, without a
+  // grid-wide barrier or an extra launch.
   const double sum = a.partials != nullptr ? sum_partials(a.partials) : 0.0;
   double step = 0.0;  // thread 0: the t this step uses
   if (threadIdx.x == 0) {
@@ -95,15 +97,26 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
       h.step = a.control->hyper.step + 1.0;  // the device counts updates applied; use t + 1
     }
     if (a.momentum != nullptr) h.momentum = *a.momentum;
-    h.grad_scale = 1.0;
-    if (a.partials != nullptr) {
-      const double norm = FU_MATH::sqrt(sum);
-      h.grad_scale = norm_multiplier(norm, a.max_norm, a.clip_epsilon);
+    double inverse_scale = a.inverse_scale;
+    if (a.scale_device != nullptr)
+      inverse_scale = 1.0 / (a.scale_is_double ? *static_cast<const double*>(a.scale_device)
+                                               : double(*static_cast<const float*>(a.scale_device)));
+    h.grad_scale = inverse_scale;
+    // A float16/32 square cannot overflow a double: the sum is finite exactly when every grad
+    // is (as on the CPU).
+    // A device scale is not validated on the host (that would synchronise): one that is not
+    // finite and > 0 skips the step like a non-finite grad.
+    const bool bad_scale = !(inverse_scale > 0.0) || !FU_MATH::isfinite(inverse_scale);
+    skip = a.skip_nonfinite && (!FU_MATH::isfinite(sum) || bad_scale);
+    if (a.clip) {
+      const double norm = FU_MATH::sqrt(sum) * inverse_scale;  // of the unscaled grads
+      h.grad_scale = norm_multiplier(norm, a.max_norm, a.clip_epsilon) * inverse_scale;
       if (a.write_norm && blockIdx.x == 0) {
         a.norm_out[0] = norm;
         a.norm_out[1] = h.grad_scale;
       }
     }
+    if (a.applied_out != nullptr && a.write_norm && blockIdx.x == 0) *a.applied_out = skip ? 0 : 1;
     new (rule_bytes) Rule(h);
     new (scalar_bytes) ElementScalars<T>(h);
     step = h.step;
@@ -112,7 +125,8 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
   const Rule rule = *reinterpret_cast<const Rule*>(rule_bytes);
   const ElementScalars<T> scalars = *reinterpret_cast<const ElementScalars<T>*>(scalar_bytes);
 
-  for (int64_t c = a.chunk_begin + blockIdx.x; c < a.chunk_end; c += gridDim.x) {
+  for (int64_t c = skip ? a.chunk_end : a.chunk_begin + blockIdx.x; c < a.chunk_end;
+       c += gridDim.x) {
     const ChunkRef ref = a.chunks[c];
     const auto* grad = static_cast<const S*>(a.grads[ref.tensor]);
     if (grad == nullptr) continue;  // a frozen param (grad None): it and its state stay as is
@@ -127,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     __threadfence();
     const unsigned int finished = atomicAdd(&a.control->blocks_done, 1u);
     if (finished == gridDim.x - 1) {
-      a.control->hyper.step = step;
+      if (!skip) a.control->hyper.step = step;  // a skipped step leaves t as it was
       a.control->blocks_done = 0u;
     }
   }

@@ -9,7 +9,7 @@ from typing import Any
 
 HYPER_FIELDS: str  # "learning_rate, beta1, ...": the fields set_hyperparameters accepts
 CLIP_EPSILON: float  # the epsilon of step(grads, max_norm=...)
-NORM_BUFFER_DOUBLES: int  # float64 elements of a norm buffer: [norm, multiplier, partials...]
+NORM_BUFFER_DOUBLES: int  # float64 elements of a norm buffer: [norm, multiplier, flags, partials...]
 NORM_PARTIALS: int  # blocks of the deterministic sum of squares
 RUNTIME_VERSION: int  # CUDART_VERSION the module was built with, e.g. 13000
 
@@ -40,8 +40,10 @@ class Stepper:
     ) -> Any | None:
         """One fused update on CuPy's current stream; with ``max_norm`` the total norm as a
         0-d float64 CuPy array (no host synchronisation). A None grad leaves its param and
-        state untouched. Loss scaling (``grad_scale``, ``skip_nonfinite``) raises
-        NotImplementedError on the GPU."""
+        state untouched. ``grad_scale`` (a float, or a 0-d float32/float64 CuPy array read by
+        the kernel) divides the grads inside the kernel and implies ``skip_nonfinite``: a
+        non-finite grad skips the whole step on the device (t included); the first such step
+        moves t to the device."""
     def prepare_step(
         self, grads: Sequence[Any | None]
     ) -> list[tuple[str, bool, int, int, int]]:
@@ -61,7 +63,8 @@ class Stepper:
     @property
     def num_groups(self) -> int: ...
     @property
-    def last_step_applied(self) -> bool: ...  # always True: the GPU never skips a step
+    def last_step_applied(self) -> Any:
+        """True, or the 0-d bool CuPy array written by the last step with skip_nonfinite."""
     def __len__(self) -> int: ...
 
 def driver_version() -> int:
@@ -71,7 +74,7 @@ def set_cupy_hooks(
     ndarray_type: type,
     alloc: Callable[[int, int, int], Any],
     current_stream: Callable[[int], Any],
-    norm_buffer: Callable[[int], tuple[int, Any]],
+    norm_buffer: Callable[[int], tuple[int, Any, Any]],
 ) -> None:
     """Registered once by ``fusedupdates._cuda_backend``: CuPy's array type, device memory for
     tables and control blocks ``alloc(nbytes, device, stream_ptr)``, the current stream of a

@@ -43,11 +43,13 @@ def _alloc(nbytes: int, device: int, stream_ptr: int):
 
 
 def _norm_buffer(device: int):
-    """A clipped step's [norm, multiplier, partials...] buffer: its pointer and the 0-d view of
-    the norm that the step returns (the view keeps the buffer alive)."""
+    """A step's [norm, multiplier, flags, partials...] buffer: its pointer, the 0-d view of the
+    norm that a clipped step returns and the 0-d bool view of the applied flag that a step with
+    ``skip_nonfinite`` writes (first byte of ``flags``); each view keeps the buffer alive."""
     with cupy.cuda.Device(device):
         buffer = cupy.empty(_cuda.NORM_BUFFER_DOUBLES, dtype=cupy.float64)
-    return buffer.data.ptr, buffer[0]
+        applied = buffer[2:3].view(cupy.bool_)[0]
+    return buffer.data.ptr, buffer[0], applied
 
 
 _cuda.set_cupy_hooks(cupy.ndarray, _alloc, cupy.cuda.get_current_stream, _norm_buffer)

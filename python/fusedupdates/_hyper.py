@@ -53,8 +53,12 @@ def check_max_norm(max_norm: Any) -> float | None:
     return x
 
 
-def check_grad_scale(grad_scale: Any) -> float:
-    """Validate a loss scale: finite and > 0."""
+def check_grad_scale(grad_scale: Any) -> Any:
+    """Validate a loss scale: finite and > 0. A CUDA array (a LossScaler's scale on the GPU)
+    is passed through: the native stepper checks its dtype, size and device, and the kernel
+    skips the step when its value is not finite and > 0 (reading it here would synchronise)."""
+    if hasattr(grad_scale, "__cuda_array_interface__"):
+        return grad_scale
     x = _as_float("grad_scale", grad_scale)
     if not x > 0.0:
         raise ValueError(f"grad_scale must be > 0, got {x}")

@@ -4,6 +4,10 @@ Multiply the loss by ``scaler.scale`` before the backward pass; ``scaler.step(up
 then divides the grads by the scale inside the fused kernel and skips the whole step when any
 gradient is NaN or Inf (no param, state or ``t`` changes), and adapts the scale: halve it after
 a skipped step, double it after ``growth_interval`` applied steps in a row.
+
+On the GPU (the first :meth:`LossScaler.step` with an updater of CuPy arrays) the scale and the
+growth tracker move to the device, as torch's GradScaler keeps them: the step reads the scale
+there, and a small CuPy kernel adapts it from the step's device flag, so nothing synchronises.
 """
 
 from __future__ import annotations
@@ -15,6 +19,36 @@ import numpy as np
 from ._hyper import _as_float, check_count
 
 __all__ = ["LossScaler"]
+
+# torch's _amp_update_scale_ on one element: the scale float32, the factors double, the product
+# rounded to float32 (an overflow to Inf keeps the old scale).
+_UPDATE_SCALE_CODE = """
+if (!applied) {
+  scale = (float)((double)scale * backoff);
+  tracker = 0;
+} else if (tracker + 1 == interval) {
+  const float grown = (float)((double)scale * growth);
+  if (isfinite(grown)) scale = grown;
+  tracker = 0;
+} else {
+  tracker = tracker + 1;
+}
+"""
+_update_scale_kernel = None  # built on first use, so that importing never needs CuPy
+
+
+def _device_update(applied: Any, growth: float, backoff: float, interval: int, scale, tracker):
+    global _update_scale_kernel
+    import cupy
+
+    if _update_scale_kernel is None:
+        _update_scale_kernel = cupy.ElementwiseKernel(
+            "bool applied, float64 growth, float64 backoff, int32 interval",
+            "float32 scale, int32 tracker",
+            _UPDATE_SCALE_CODE,
+            "fusedupdates_update_loss_scale",
+        )
+    _update_scale_kernel(applied, growth, backoff, interval, scale, tracker)
 
 
 class LossScaler:
@@ -61,11 +95,29 @@ class LossScaler:
         self._backoff = backoff
         self._interval = check_count("growth_interval", growth_interval, 1)
         self._tracker = 0  # applied steps in a row since the last change of scale
+        self._device = None  # (scale, tracker) as 0-d CuPy arrays once used on the GPU
 
     @property
     def scale(self) -> float:
-        """The current loss scale."""
+        """The current loss scale (on the GPU this reads the device: it synchronises; use
+        :attr:`device_scale` in the training loop)."""
+        if self._device is not None:
+            return float(self._device[0])
         return float(self._scale)
+
+    @property
+    def device_scale(self) -> Any:
+        """On the GPU, the scale as a 0-d float32 CuPy array (multiply the loss by it: no
+        synchronisation); None until the scaler has stepped a CuPy updater."""
+        return None if self._device is None else self._device[0]
+
+    def _to_device(self, device_id: int) -> None:
+        import cupy
+
+        with cupy.cuda.Device(device_id):
+            scale = cupy.asarray(self._scale, dtype=cupy.float32).reshape(())
+            tracker = cupy.asarray(self._tracker, dtype=cupy.int32).reshape(())
+        self._device = (scale, tracker)
 
     def step(self, updater: Any, grads: Any, max_norm: float | None = None) -> Any:
         """One loss-scaled step of ``updater``, then :meth:`update`.
@@ -85,13 +137,31 @@ class LossScaler:
             What ``updater.step`` returns; ``updater.last_step_applied`` tells whether the
             step was applied.
         """
+        params = updater.params
+        if params and hasattr(params[0], "__cuda_array_interface__"):
+            if self._device is None:
+                self._to_device(params[0].device.id)
+            norm = updater.step(grads, max_norm=max_norm, grad_scale=self._device[0])
+            self._device_update(updater.last_step_applied)
+            return norm
         norm = updater.step(grads, max_norm=max_norm, grad_scale=self.scale)
         self.update(not bool(updater.last_step_applied))
         return norm
 
+    def _device_update(self, applied: Any) -> None:
+        scale, tracker = self._device
+        _device_update(applied, self._growth, self._backoff, self._interval, scale, tracker)
+
     def update(self, found_inf: bool) -> None:
         """Adapt the scale after a step: back off if it found a non-finite gradient, grow
-        after ``growth_interval`` applied steps in a row (unless growing overflows)."""
+        after ``growth_interval`` applied steps in a row (unless growing overflows).
+        ``found_inf`` may be a 0-d device array on the GPU (read there, no sync)."""
+        if self._device is not None:
+            if isinstance(found_inf, (bool, np.bool_)):
+                self._device_update(not found_inf)
+            else:
+                self._device_update(~found_inf.astype(bool))
+            return
         if found_inf:
             self._scale = np.float32(float(self._scale) * self._backoff)
             self._tracker = 0
@@ -104,7 +174,11 @@ class LossScaler:
             self._tracker = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The scaler's state, for checkpoints (plain Python numbers)."""
+        """The scaler's state, for checkpoints (plain Python numbers; on the GPU read from the
+        device)."""
+        if self._device is not None:
+            self._scale = np.float32(self._device[0].get())
+            self._tracker = int(self._device[1].get())
         return {
             "scale": float(self._scale),
             "growth_factor": self._growth,
@@ -129,8 +203,13 @@ class LossScaler:
         tracker = check_count("growth_tracker", state.get("growth_tracker", 0), 0)
         if tracker >= fresh._interval:
             raise ValueError(f"growth_tracker must be < growth_interval, got {tracker}")
+        device = self._device
         self.__dict__.update(fresh.__dict__)
         self._tracker = tracker
+        if device is not None:  # stays on the GPU: write the device copies
+            device[0][...] = self._scale
+            device[1][...] = tracker
+            self._device = device
 
     def __repr__(self) -> str:
         return f"LossScaler(scale={self.scale}, growth_tracker={self._tracker})"

@@ -222,13 +222,17 @@ class Updater:
             counts the step, Lasagne's single counter, unlike torch's per-parameter one).
         max_norm : float, optional
             Apply Lasagne's ``total_norm_constraint(grads, max_norm)`` inside the step.
-        grad_scale : float, optional
+        grad_scale : float or 0-d CUDA array, optional
             Loss scaling: the grads are divided by it inside the kernel (nothing is copied).
-            Implies ``skip_nonfinite``. See :class:`fusedupdates.LossScaler`.
+            Implies ``skip_nonfinite``. On the GPU it may be a 0-d float32/float64 CuPy array
+            (a :class:`fusedupdates.LossScaler`'s scale), read by the kernel: no host sync; a
+            device scale that is not finite and > 0 skips the step.
         skip_nonfinite : bool, optional
             If any grad holds a NaN or an Inf, skip the whole step: no param, no state and not
             ``t`` changes; :attr:`last_step_applied` is then False. The check shares the
-            norm's pass over the grads (one extra read at most).
+            norm's pass over the grads (one extra read at most). On the GPU the decision is
+            made on the device (nothing synchronises); from the first such step on, ``t`` is
+            kept on the device and reading it synchronises.
 
         Returns
         -------

@@ -1,5 +1,6 @@
 #include "fake_runtime.h"
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -23,7 +24,8 @@ struct FakeEvent {
 uint64_t enqueue(Stream s) { return ++state().queued[s]; }
 
 void execute(const UpdateArgs& a, Stream s, DType dtype, Modifier modifier) {
-  Launch l{s, dtype, modifier, a.chunk_begin, a.chunk_end, 0, 0, 0, a.control != nullptr};
+  Launch l{s, dtype, modifier, a.chunk_begin, a.chunk_end, 0, 0, 0, a.control != nullptr, 1.0,
+           false};
   HyperParams h = a.hyper;
   if (a.control != nullptr) {
     const double momentum = h.momentum;
@@ -32,11 +34,17 @@ void execute(const UpdateArgs& a, Stream s, DType dtype, Modifier modifier) {
     h.step = a.control->hyper.step + 1.0;
   }
   if (a.momentum != nullptr) h.momentum = *a.momentum;
+  // The fake reduction writes nothing: a test puts the sum of squares it wants in partials[0].
+  const double sum = a.partials != nullptr ? a.partials[0] : 0.0;
+  l.skipped = a.skip_nonfinite && !std::isfinite(sum);
+  l.grad_scale = a.scale_device != nullptr ? 1.0 / *static_cast<const float*>(a.scale_device)
+                                           : a.inverse_scale;
   l.step = h.step;
   l.learning_rate = h.learning_rate;
   l.momentum = h.momentum;
   state().launches.push_back(l);
-  if (a.control != nullptr && a.advance) a.control->hyper.step = h.step;
+  if (a.applied_out != nullptr && a.write_norm) *a.applied_out = l.skipped ? 0 : 1;
+  if (a.control != nullptr && a.advance && !l.skipped) a.control->hyper.step = h.step;
 }
 
 }  // namespace

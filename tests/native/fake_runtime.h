@@ -24,6 +24,8 @@ struct Launch {
   int64_t begin, end;
   double step, learning_rate, momentum;  // the values the kernel used
   bool control;                          // read t and the rule fields from the device
+  double grad_scale;                     // the multiplier applied to every grad
+  bool skipped;                          // skip_nonfinite and a non-finite sum of squares
 };
 
 struct Wait {

@@ -2,6 +2,7 @@
 // fake_runtime.cpp: ordering of tables across streams and captures, eviction, concurrent
 // misses, t and the control blocks of captured steps. Built and run by
 // tests/test_cuda_host_logic.py; prints one line per failed check and exits non-zero.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -348,6 +349,40 @@ void test_parameter_groups_launch_with_their_own_values() {
   CHECK(threw);
 }
 
+// Loss scaling: a step with skip_nonfinite moves t to the device (a control block, created
+// outside any graph), passes the scale and the applied-flag pointer to every launch, and a
+// non-finite sum of squares leaves t where it was, without any host synchronisation.
+void test_skip_nonfinite_keeps_t_on_the_device() {
+  fresh();
+  auto e = make_engines();
+  std::vector<double> norm_buffer(kNormBufferDoubles, 0.0);
+  StepRequest r = request(*e, A);
+  r.skip_nonfinite = true;
+  r.inverse_scale = 0.25;
+  r.norm_buffer = norm_buffer.data();
+  const auto applied = [&] {
+    return reinterpret_cast<const unsigned char*>(&norm_buffer[kFlagsOffset])[0];
+  };
+  norm_buffer[kPartialsOffset] = 1.0;  // finite grads
+  e->inner->step(r);
+  CHECK(e->core->control.ptr != 0 && applied() == 1);
+  CHECK(fk::state().launches.back().grad_scale == 0.25 && !fk::state().launches.back().skipped);
+  CHECK(!fk::logged("read"));  // nothing read back from the device during a step
+  norm_buffer[kPartialsOffset] = std::nan("");  // a NaN grad
+  e->inner->step(r);
+  CHECK(fk::state().launches.back().skipped && applied() == 0);
+  CHECK(e->inner->t() == 1);  // the skipped step did not count (read from the device)
+  norm_buffer[kPartialsOffset] = 4.0;
+  const float device_scale = 8.0f;
+  r.scale_device = &device_scale;
+  e->inner->step(r);
+  CHECK(applied() == 1 && fk::state().launches.back().grad_scale == 0.125);
+  CHECK(fk::state().launches.back().step == 2 && e->inner->t() == 2);
+  StepRequest plain = request(*e, A);  // a plain step after them still counts on the device
+  e->inner->step(plain);
+  CHECK(e->inner->t() == 3);
+}
+
 }  // namespace
 
 int main() {
@@ -363,6 +398,7 @@ int main() {
   test_stream_switch_waits_for_the_previous_step();
   test_functional_capture_bakes_its_arguments();
   test_parameter_groups_launch_with_their_own_values();
+  test_skip_nonfinite_keeps_t_on_the_device();
   std::printf("%s (%d failed checks)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
