@@ -220,6 +220,9 @@ def test_same_param_twice(xp):
     p = xp.asarray(np.zeros(5))
     with pytest.raises(ValueError):
         fu.sgd([p, xp.asarray(np.ones(2)), p], learning_rate=0.1)
+    empty = xp.asarray(np.zeros(0))  # no memory to overlap: caught by identity
+    with pytest.raises(ValueError, match=r"params\[2\] is the same array as params\[0\]"):
+        fu.adam([empty, xp.asarray(np.ones(2)), empty])
 
 
 def test_overlapping_params(xp):

@@ -43,6 +43,7 @@ class _Shared:
             raise ValueError(
                 f"{spec.name}() got an empty parameter list: pass the arrays to update"
             )
+        _check_listed_once(params)
         self.spec = spec
         self.params = tuple(params)
         self.group_of = tuple(group_of)
@@ -64,6 +65,18 @@ class _Shared:
         )
         for index, values in enumerate(self.groups):
             self.stepper.set_hyperparameters(group=index, **native_fields(values, decoupled))
+
+
+def _check_listed_once(params: list) -> None:
+    """The native check finds a param listed twice by its memory; a zero-size array has none,
+    so repeated objects are caught here too (at build time only)."""
+    first: dict[int, int] = {}
+    for i, p in enumerate(params):
+        j = first.setdefault(id(p), i)
+        if j != i:
+            raise ValueError(
+                f"params[{i}] is the same array as params[{j}]: every parameter must appear once"
+            )
 
 
 def _state_dtype(param: Any) -> np.dtype:
