@@ -48,8 +48,8 @@ class CpuStepper {
   // grad_scale: the grads are divided by it inside the kernel (loss scaling); it implies
   // skip_nonfinite: a NaN or Inf in any grad skips the whole step (params, states and t
   // unchanged; last_step_applied() tells). The norm is that of the unscaled grads.
-  py::object step(const py::handle& grads, const py::object& max_norm,
-                  const py::object& grad_scale, bool skip_nonfinite);
+  py::object step(const py::handle& grads, const py::object& max_norm, const py::object& grad_scale,
+                  bool skip_nonfinite);
   bool last_step_applied() const;
   // kwargs: fields of HyperParams, and group=None (every group) or a group index.
   void set_hyperparameters(py::kwargs kwargs);

@@ -199,10 +199,12 @@ void CudaStepper::set_hyperparameters(py::kwargs kwargs) {
   if (update.has(kField_momentum) && !has_velocity_)
     throw ArgTypeError("momentum: this stepper has no momentum modifier");
   py::gil_scoped_release release;
-  engine_->set_hyperparameters([&update](HyperParams& rule, double& momentum) {
-    update.apply_to(rule, /*with_momentum=*/false);
-    if (update.has(kField_momentum)) momentum = update.values.momentum;
-  }, group);
+  engine_->set_hyperparameters(
+      [&update](HyperParams& rule, double& momentum) {
+        update.apply_to(rule, /*with_momentum=*/false);
+        if (update.has(kField_momentum)) momentum = update.values.momentum;
+      },
+      group);
 }
 
 py::dict CudaStepper::hyperparameters(int64_t group) const {

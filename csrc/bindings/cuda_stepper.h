@@ -48,8 +48,8 @@ class CudaStepper {
   // NaN or Inf in any grad skips the whole step on the device (params, states and t
   // unchanged), and last_step_applied() is then a 0-d bool array written by the step. The
   // first such step moves t to the device (reading t then synchronises, as after a capture).
-  py::object step(const py::handle& grads, const py::object& max_norm,
-                  const py::object& grad_scale, bool skip_nonfinite);
+  py::object step(const py::handle& grads, const py::object& max_norm, const py::object& grad_scale,
+                  bool skip_nonfinite);
   py::object last_step_applied() const { return last_applied_; }
   // The host part of step() without any CUDA call: describes and checks the grads, builds the
   // grad-pointer table and looks it up. Returns the launches a step makes, as

@@ -3,7 +3,6 @@
 // modules' Stepper.set_hyperparameters(**kwargs).
 #pragma once
 #include <pybind11/pybind11.h>
-
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -45,8 +44,9 @@ struct HyperUpdate {
   bool has(HyperField f) const { return (mask >> f) & 1u; }
   // Writes the named fields into `out`, all but momentum when !with_momentum.
   void apply_to(HyperParams& out, bool with_momentum) const {
-#define FU_APPLY_FIELD(name, doc) \
-  if (has(kField_##name) && (with_momentum || kField_##name != kField_momentum)) out.name = values.name;
+#define FU_APPLY_FIELD(name, doc)                                                \
+  if (has(kField_##name) && (with_momentum || kField_##name != kField_momentum)) \
+    out.name = values.name;
     FU_HYPER_FIELDS(FU_APPLY_FIELD)
 #undef FU_APPLY_FIELD
   }
@@ -70,11 +70,11 @@ inline HyperUpdate parse_hyper_kwargs(const py::kwargs& kwargs) {
     }
     if (!std::isfinite(x)) throw ArgValueError("hyperparameter " + key + " must be finite");
     bool known = false;
-#define FU_PARSE_FIELD(name, doc)        \
-  if (key == #name) {                    \
-    update.values.name = x;              \
-    update.mask |= 1u << kField_##name;  \
-    known = true;                        \
+#define FU_PARSE_FIELD(name, doc)       \
+  if (key == #name) {                   \
+    update.values.name = x;             \
+    update.mask |= 1u << kField_##name; \
+    known = true;                       \
   }
     FU_HYPER_FIELDS(FU_PARSE_FIELD)
 #undef FU_PARSE_FIELD

@@ -2,6 +2,7 @@
 // loads, the deterministic block reduction, launch checks and grid sizing. Loads and stores
 // only: the math lives in csrc/rules.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -14,8 +15,8 @@
 namespace fusedupdates::cuda {
 
 // Round-to-nearest conversions between a storage type and its compute_t (the common one of
-// csrc/common/dtype_dispatch.h: float for float16, never upcast); __half's constructors round
-// with __float2half_rn.
+// csrc/common/dtype_dispatch.h: float for float16 and bfloat16, never upcast); the
+// constructors of __half and __nv_bfloat16 from float round to nearest even.
 template <typename S>
 __device__ __forceinline__ compute_t<S> to_compute(S x) {
   return static_cast<compute_t<S>>(x);

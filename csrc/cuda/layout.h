@@ -74,7 +74,7 @@ struct UpdateArgs {
   const double* partials;          // clip or skip_nonfinite: the kNormPartials sums of squares
   double* norm_out;                // clipping: [norm, multiplier], written by block 0
   double max_norm, clip_epsilon;
-  int clip;                        // scale the grads by the total-norm multiplier
+  int clip;  // scale the grads by the total-norm multiplier
   // Loss scaling: every grad is multiplied by 1 / scale inside the kernel, the scale being
   // `inverse_scale`'s reciprocal or, when scale_device is set, a float32 (or float64 when
   // scale_is_double) on the device (a LossScaler's), read by the kernel: no host sync.

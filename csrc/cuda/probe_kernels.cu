@@ -96,7 +96,7 @@ void launch_probe_typed(const BandwidthProbeArgs& args, int n_rw, int n_ro, int 
 void launch_bandwidth_probe(DType dtype, const BandwidthProbeArgs& args, int n_rw, int n_ro,
                             int device, Stream stream) {
   if (args.numel <= 0) return;
-  dispatch_storage<__half>(dtype, [&](auto storage) {
+  dispatch_storage<__half, __nv_bfloat16>(dtype, [&](auto storage) {
     launch_probe_typed<decltype(storage)>(args, n_rw, n_ro, device, stream);
   });
 }

@@ -184,7 +184,7 @@ void norm_constraint_typed(const void* x, void* out, int64_t outer, int64_t redu
 }  // namespace
 
 void launch_sum_squares(DType dtype, const ReduceArgs& args, Stream stream) {
-  dispatch_storage<__half>(dtype, [&](auto storage) {
+  dispatch_storage<__half, __nv_bfloat16>(dtype, [&](auto storage) {
     sum_squares_kernel<decltype(storage)><<<kNormPartials, kThreads, 0, as_cuda(stream)>>>(args);
   });
   check_launch("sum of squares kernel");
@@ -196,7 +196,7 @@ void launch_sum_partials(const double* partials, double* out, Stream stream) {
 }
 
 void launch_scale(DType dtype, const ScaleArgs& args, int device, Stream stream) {
-  dispatch_storage<__half>(dtype, [&](auto storage) {
+  dispatch_storage<__half, __nv_bfloat16>(dtype, [&](auto storage) {
     const auto kernel = scale_kernel<decltype(storage)>;
     const int grid = grid_for(args.num_chunks, reinterpret_cast<const void*>(kernel), device);
     kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(args);
@@ -207,7 +207,7 @@ void launch_scale(DType dtype, const ScaleArgs& args, int device, Stream stream)
 void launch_norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
                             int64_t inner, double max_norm, double epsilon, Stream stream) {
   if (outer <= 0 || reduce <= 0 || inner <= 0) return;  // an empty array: nothing to do
-  dispatch_storage<__half>(dtype, [&](auto storage) {
+  dispatch_storage<__half, __nv_bfloat16>(dtype, [&](auto storage) {
     norm_constraint_typed<decltype(storage)>(x, out, outer, reduce, inner, max_norm, epsilon,
                                              stream);
   });

@@ -59,7 +59,7 @@ void StepEngine::create_control() {
   std::vector<Control> init(core.hyper.size());
   for (size_t g = 0; g < init.size(); ++g) {
     init[g].hyper = core.hyper[g];
-    init[g].hyper.momentum = 0.0;  // unused: momentum comes from the stepper
+    init[g].hyper.momentum = 0.0;                      // unused: momentum comes from the stepper
     init[g].hyper.step = static_cast<double>(core.t);  // read from entry 0 only
     init[g].hyper.grad_scale = 1.0;
     init[g].blocks_done = 0;
@@ -213,7 +213,8 @@ void StepEngine::set_hyperparameters(const std::function<void(HyperParams&, doub
   for (size_t g = first; g < last; ++g) edit(rule[g], momentum[g]);
   std::vector<size_t> rule_writes;
   for (size_t g = first; g < last; ++g)
-    if (core.control.ptr != 0 && !same_rule_fields(rule[g], core.hyper[g])) rule_writes.push_back(g);
+    if (core.control.ptr != 0 && !same_rule_fields(rule[g], core.hyper[g]))
+      rule_writes.push_back(g);
   const bool write_momentum = momentum_slot_.ptr != 0 && momentum != momentum_;
   if (!rule_writes.empty() || write_momentum) {
     const DeviceGuard guard(core.device);

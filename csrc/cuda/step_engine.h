@@ -42,8 +42,8 @@ struct StepCore {
 
   std::mutex mutex;
   std::vector<HyperParams> hyper;  // per parameter group: the rule's fields (not momentum)
-  int64_t t = 0;      // updates applied: the truth until a step is captured (then the device's)
-  int device;         // -1 until the first step when there are no arrays
+  int64_t t = 0;  // updates applied: the truth until a step is captured (then the device's)
+  int device;     // -1 until the first step when there are no arrays
   // Functional API: t and the hyperparameters are the caller's, baked into a captured step
   // (its replays repeat that one update); no control block is ever created.
   const bool functional;
@@ -97,7 +97,7 @@ class StepEngine {
   void set_hyperparameters(const std::function<void(HyperParams&, double&)>& edit,
                            size_t group = kAllGroups);
   HyperParams hyperparameters(size_t group = 0);  // the rule fields and this stepper's momentum
-  int64_t t();                    // synchronises the home stream once there is a control block
+  int64_t t();  // synchronises the home stream once there is a control block
   void set_t(int64_t t);
 
  private:
@@ -114,8 +114,8 @@ class StepEngine {
   const StepLayout layout_;
   std::vector<double> momentum_;  // per group
   DeviceMemory momentum_slot_;    // double[groups], once this momentum stepper was captured
-  TablePtr fixed_;              // held: never freed while this stepper lives
-  TablePtr grads_table_;        // the last grad-pointer table (a loop reuses a few)
+  TablePtr fixed_;                // held: never freed while this stepper lives
+  TablePtr grads_table_;          // the last grad-pointer table (a loop reuses a few)
   std::string grad_bytes_;
 };
 

@@ -229,7 +229,7 @@ StepLayout build_step_layout(const std::vector<TensorDesc>& tensors) {
   StepLayout layout;
   for (const TensorDesc& t : tensors) layout.num_groups = std::max(layout.num_groups, t.group + 1);
   std::vector<ChunkRef> chunks;
-  for (DType dtype : {DType::kFloat16, DType::kFloat32, DType::kFloat64}) {
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64}) {
     const auto dtype_begin = static_cast<int64_t>(chunks.size());
     for (uint32_t group = 0; group < layout.num_groups; ++group) {
       for (bool with_momentum : {false, true}) {

@@ -37,7 +37,7 @@ struct LaunchRule {
 
 void launch_update(RuleId rule, DType dtype, Modifier modifier, const UpdateArgs& args, int device,
                    Stream stream) {
-  dispatch_storage<__half>(dtype, [&](auto storage) {
+  dispatch_storage<__half, __nv_bfloat16>(dtype, [&](auto storage) {
     using S = decltype(storage);
     if (!dispatch_rule(rule, LaunchRule<S>{modifier, args, device, stream}))
       throw std::invalid_argument("fusedupdates: unknown rule id");

@@ -99,8 +99,9 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     if (a.momentum != nullptr) h.momentum = *a.momentum;
     double inverse_scale = a.inverse_scale;
     if (a.scale_device != nullptr)
-      inverse_scale = 1.0 / (a.scale_is_double ? *static_cast<const double*>(a.scale_device)
-                                               : double(*static_cast<const float*>(a.scale_device)));
+      inverse_scale =
+          1.0 / (a.scale_is_double ? *static_cast<const double*>(a.scale_device)
+                                   : double(*static_cast<const float*>(a.scale_device)));
     h.grad_scale = inverse_scale;
     // A float16/32 square cannot overflow a double: the sum is finite exactly when every grad
     // is (as on the CPU).
@@ -163,9 +164,10 @@ void launch_update_typed(const UpdateArgs& args, int device, Stream stream) {
                                                                              int, Stream);      \
   template void launch_update_typed<S, WithMomentum<R<compute_t<S>>, true>>(const UpdateArgs&,  \
                                                                             int, Stream);
-#define FU_INSTANTIATE_UPDATE(R)    \
-  FU_INSTANTIATE_STORAGE(__half, R) \
-  FU_INSTANTIATE_STORAGE(float, R)  \
+#define FU_INSTANTIATE_UPDATE(R)           \
+  FU_INSTANTIATE_STORAGE(__half, R)        \
+  FU_INSTANTIATE_STORAGE(__nv_bfloat16, R) \
+  FU_INSTANTIATE_STORAGE(float, R)         \
   FU_INSTANTIATE_STORAGE(double, R)
 
 }  // namespace fusedupdates::cuda

@@ -24,8 +24,8 @@ struct FakeEvent {
 uint64_t enqueue(Stream s) { return ++state().queued[s]; }
 
 void execute(const UpdateArgs& a, Stream s, DType dtype, Modifier modifier) {
-  Launch l{s, dtype, modifier, a.chunk_begin, a.chunk_end, 0, 0, 0, a.control != nullptr, 1.0,
-           false};
+  Launch l{s,   dtype, modifier, a.chunk_begin, a.chunk_end, 0, 0, 0, a.control != nullptr,
+           1.0, false};
   HyperParams h = a.hyper;
   if (a.control != nullptr) {
     const double momentum = h.momentum;

@@ -307,8 +307,9 @@ void test_parameter_groups_launch_with_their_own_values() {
   const uint32_t group_of[3] = {1, 0, 1};
   const void* grads[3];
   for (int i = 0; i < 3; ++i) {
-    tensors[i] = TensorDesc{&memory[8 * i], {&memory[8 * i + 2], &memory[8 * i + 4]},
-                            2, DType::kFloat32, i == 2, group_of[i]};
+    tensors[i] = TensorDesc{
+        &memory[8 * i], {&memory[8 * i + 2], &memory[8 * i + 4]}, 2, DType::kFloat32, i == 2,
+        group_of[i]};
     if (i == 2) tensors[i].state[2] = &memory[30];
     grads[i] = &memory[40 + 4 * i];
   }
@@ -317,10 +318,18 @@ void test_parameter_groups_launch_with_their_own_values() {
   CHECK(launches.size() == 3);  // group 0 plain, group 1 plain, group 1 momentum
   CHECK(launches[0].group == 0 && launches[1].group == 1 && launches[2].group == 1);
   CHECK(!launches[1].with_momentum && launches[2].with_momentum);
-  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.1; m = 0.5; });
-  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.2; m = 0.6; },
-                             1);
-  CHECK(engine.hyperparameters(0).learning_rate == 0.1 && engine.hyperparameters(1).momentum == 0.6);
+  engine.set_hyperparameters([](HyperParams& h, double& m) {
+    h.learning_rate = 0.1;
+    m = 0.5;
+  });
+  engine.set_hyperparameters(
+      [](HyperParams& h, double& m) {
+        h.learning_rate = 0.2;
+        m = 0.6;
+      },
+      1);
+  CHECK(engine.hyperparameters(0).learning_rate == 0.1 &&
+        engine.hyperparameters(1).momentum == 0.6);
   StepRequest r;
   r.grads = grads;
   r.stream.stream = A;
@@ -331,8 +340,12 @@ void test_parameter_groups_launch_with_their_own_values() {
   fk::state().capturing.insert(A);
   engine.step(r);  // captured: the control block holds both groups
   fk::state().capturing.clear();
-  engine.set_hyperparameters([](HyperParams& h, double& m) { h.learning_rate = 0.3; m = 0.7; },
-                             1);
+  engine.set_hyperparameters(
+      [](HyperParams& h, double& m) {
+        h.learning_rate = 0.3;
+        m = 0.7;
+      },
+      1);
   fk::state().launches.clear();
   fk::replay(A);
   fk::replay(A);
@@ -367,7 +380,7 @@ void test_skip_nonfinite_keeps_t_on_the_device() {
   e->inner->step(r);
   CHECK(e->core->control.ptr != 0 && applied() == 1);
   CHECK(fk::state().launches.back().grad_scale == 0.25 && !fk::state().launches.back().skipped);
-  CHECK(!fk::logged("read"));  // nothing read back from the device during a step
+  CHECK(!fk::logged("read"));                   // nothing read back from the device during a step
   norm_buffer[kPartialsOffset] = std::nan("");  // a NaN grad
   e->inner->step(r);
   CHECK(fk::state().launches.back().skipped && applied() == 0);
