@@ -97,6 +97,10 @@ inline double max_norm_value(const py::object& max_norm) {
   return x;
 }
 
+// The state name that marks float32 master weights (16-bit params only): given as the last
+// state list, the kernels update it in place of the param and write the param rounded.
+inline constexpr const char* kMasterState = "master";
+
 // Parameter groups, shared by both steppers so that their checks and messages agree.
 // The group index of each of `n` params (None: every param in group 0), numbered 0..G-1;
 // sets `num_groups` to G.

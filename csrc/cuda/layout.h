@@ -37,6 +37,7 @@ struct TensorMeta {
 struct TensorPtrs {
   void* param;
   void* state[kMaxStates];  // the rule's states, then the velocity
+  void* master;             // 16-bit params with master weights: their float32 copy, else null
 };
 // Chunk c covers elements [index * kChunkElements, ...) of tensor `tensor`.
 struct ChunkRef {
@@ -114,7 +115,7 @@ struct BandwidthProbeArgs {
   int64_t numel;
 };
 
-static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (1 + kMaxStates) &&
+static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (2 + kMaxStates) &&
                   sizeof(ChunkRef) == 8,
               "device tables are uploaded as raw bytes: keep their layout fixed");
 // The control block is uploaded as raw bytes too: HyperParams is all doubles, no padding.

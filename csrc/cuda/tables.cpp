@@ -225,6 +225,7 @@ StepLayout build_step_layout(const std::vector<TensorDesc>& tensors) {
     meta[i] = TensorMeta{t.numel, static_cast<int32_t>(t.dtype), t.with_momentum ? 1 : 0};
     ptrs[i].param = t.param;
     for (int k = 0; k < kMaxStates; ++k) ptrs[i].state[k] = t.state[k];
+    ptrs[i].master = t.master;
   }
   StepLayout layout;
   for (const TensorDesc& t : tensors) layout.num_groups = std::max(layout.num_groups, t.group + 1);

@@ -117,7 +117,8 @@ struct TensorDesc {
   int64_t numel;
   DType dtype;
   bool with_momentum;
-  uint32_t group = 0;  // its parameter group: which hyperparameters its launch uses
+  uint32_t group = 0;      // its parameter group: which hyperparameters its launch uses
+  void* master = nullptr;  // 16-bit params with master weights: the float32 copy
 };
 
 // The fixed table of a stepper and the launches of each of its steps. Chunks are ordered by

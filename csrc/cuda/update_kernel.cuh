@@ -13,8 +13,10 @@
 namespace fusedupdates::cuda {
 
 // Load, update_element, store over elements [lo, lo + n) of one tensor. 16-byte packs when
-// every stream of the tensor is aligned, scalar otherwise and for the tail.
-template <class S, class Rule>
+// every stream of the tensor is aligned, scalar otherwise and for the tail. kMaster (16-bit
+// params with float32 master weights): the rule updates the master copy, which is read and
+// written in full precision, and the param is only written, rounded from it.
+template <class S, class Rule, bool kMaster>
 __device__ __forceinline__ void apply_chunk(const Rule& rule,
                                             const ElementScalars<compute_t<S>>& scalars,
                                             const TensorPtrs& t, const S* __restrict__ grad,
@@ -24,9 +26,10 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
   constexpr int KS = K > 0 ? K : 1;
   constexpr int V = kPackElements<S>;
   S* __restrict__ p = static_cast<S*>(t.param) + lo;
+  T* __restrict__ m = kMaster ? static_cast<T*>(t.master) + lo : nullptr;
   const S* __restrict__ g = grad + lo;
   T* s[KS];
-  bool aligned = is_aligned(p) && is_aligned(g);
+  bool aligned = is_aligned(p) && is_aligned(g) && (!kMaster || is_aligned(m));
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     s[k] = static_cast<T*>(t.state[k]) + lo;
@@ -36,7 +39,12 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
   if (aligned) {
     const int64_t packs = n / V;
     for (int64_t i = threadIdx.x; i < packs; i += kThreads) {
-      Pack<S, V> pv = load_pack<S, V>(p, i, true);
+      Pack<S, V> pv;
+      Pack<T, V> mv;
+      if constexpr (kMaster)
+        mv = load_pack<T, V>(m, i, true);
+      else
+        pv = load_pack<S, V>(p, i, true);
       const Pack<S, V> gv = load_pack<S, V>(g, i, true);
       Pack<T, V> sv[KS];
 #pragma unroll
@@ -46,12 +54,15 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
         StateVec<T, K> e;
 #pragma unroll
         for (int k = 0; k < K; ++k) e[k] = sv[k].v[j];
-        pv.v[j] = to_storage<S>(
-            update_element(rule, scalars, to_compute<S>(pv.v[j]), to_compute<S>(gv.v[j]), e));
+        const T x = kMaster ? mv.v[j] : to_compute<S>(pv.v[j]);
+        const T y = update_element(rule, scalars, x, to_compute<S>(gv.v[j]), e);
+        if constexpr (kMaster) mv.v[j] = y;
+        pv.v[j] = to_storage<S>(y);
 #pragma unroll
         for (int k = 0; k < K; ++k) sv[k].v[j] = e[k];
       }
       store_pack<S, V>(p, i, pv);
+      if constexpr (kMaster) store_pack<T, V>(m, i, mv);
 #pragma unroll
       for (int k = 0; k < K; ++k) store_pack<T, V>(s[k], i, sv[k]);
     }
@@ -61,8 +72,10 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
     StateVec<T, K> e;
 #pragma unroll
     for (int k = 0; k < K; ++k) e[k] = s[k][i];
-    p[i] =
-        to_storage<S>(update_element(rule, scalars, to_compute<S>(p[i]), to_compute<S>(g[i]), e));
+    const T x = kMaster ? m[i] : to_compute<S>(p[i]);
+    const T y = update_element(rule, scalars, x, to_compute<S>(g[i]), e);
+    if constexpr (kMaster) m[i] = y;
+    p[i] = to_storage<S>(y);
 #pragma unroll
     for (int k = 0; k < K; ++k) s[k][i] = e[k];
   }
@@ -133,7 +146,14 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     if (grad == nullptr) continue;  // a frozen param (grad None): it and its state stay as is
     int64_t lo, n;
     chunk_range(ref, a.meta[ref.tensor].numel, lo, n);
-    apply_chunk<S>(rule, scalars, a.ptrs[ref.tensor], grad, lo, n);
+    const TensorPtrs& ptrs = a.ptrs[ref.tensor];
+    if constexpr (sizeof(S) == 2) {  // only 16-bit params have master weights
+      if (ptrs.master != nullptr) {
+        apply_chunk<S, Rule, true>(rule, scalars, ptrs, grad, lo, n);
+        continue;
+      }
+    }
+    apply_chunk<S, Rule, false>(rule, scalars, ptrs, grad, lo, n);
   }
 
   // t on the device: the last block to finish stores the t this step used. Every block read
