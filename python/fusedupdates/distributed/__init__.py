@@ -1,0 +1,77 @@
+"""Data-parallel training past one process: ZeRO-1 sharded optimizer state over MPI or NCCL.
+
+``sharded(fu.adam, params, comm, learning_rate=...)`` returns an updater whose ``step(grads)``
+averages this rank's gradients with every other rank's (reduce-scatter), updates only this
+rank's 1/N of the flattened parameters with 1/N of the state (one fused native step), and
+all-gathers the result, so that every rank's params stay identical. See the README and
+``docs/DESIGN.md``.
+
+Transports: an ``mpi4py`` communicator for NumPy arrays (``pip install "fusedupdates[mpi]"``),
+CuPy's ``cupy.cuda.nccl.NcclCommunicator`` for CuPy arrays (written to CuPy's documented API,
+not yet run: no GPU was available where it was written).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._arrays import pack
+from ._layout import plan_buckets, views_of
+from ._sharded import ShardedUpdater, sharded
+from ._transport import MpiTransport, NcclTransport, Transport, transport_for
+
+__all__ = [
+    "sharded",
+    "allocate_params",
+    "ShardedUpdater",
+    "Transport",
+    "MpiTransport",
+    "NcclTransport",
+]
+
+
+def allocate_params(arrays: list, comm: Any) -> list:
+    """New parameters with the values of ``arrays``, as views of the flat buffers that
+    :func:`sharded` communicates (one per dtype, padded for ``comm``'s size).
+
+    Pass the result to :func:`sharded` with the same ``comm``: its steps then move the flat
+    buffers directly. With your own arrays instead, every step copies the params into the
+    flat buffer and back out after the all-gather (one read and one write of every parameter
+    byte; the grads are always copied into the send buffer once).
+
+    Parameters
+    ----------
+    arrays : list of arrays
+        Initial values (NumPy, or CuPy for NCCL); their shapes and dtypes are kept.
+    comm : mpi4py.MPI.Comm, cupy.cuda.nccl.NcclCommunicator or Transport
+        The communicator the updater will use (its size fixes the padding).
+
+    Returns
+    -------
+    list of arrays
+        One C-contiguous view per input, in the same order.
+
+    Examples
+    --------
+    >>> from mpi4py import MPI  # doctest: +SKIP
+    >>> W, b = allocate_params([np.zeros((4, 3), np.float32), np.zeros(3, np.float32)],
+    ...                        MPI.COMM_WORLD)  # doctest: +SKIP
+    >>> W.base is b.base  # doctest: +SKIP
+    True
+    """
+    transport = transport_for(comm)
+    xp = transport.xp
+    arrays = list(arrays)
+    for i, a in enumerate(arrays):
+        if not isinstance(a, xp.ndarray):
+            raise TypeError(
+                f"arrays[{i}]: expected a {xp.__name__}.ndarray, got {type(a).__name__}"
+            )
+    buckets = plan_buckets([a.shape for a in arrays], [a.dtype for a in arrays], transport.size)
+    out: list = [None] * len(arrays)
+    for b in buckets:
+        flat = xp.zeros(b.padded, dtype=b.dtype)
+        pack(xp, [arrays[i] for i in b.indices], flat[: b.numel])
+        for i, view in zip(b.indices, views_of(flat, b)):
+            out[i] = view
+    return out
