@@ -42,7 +42,7 @@ def agree_on_setup(
     """
     mine = {"kind": kind_of(error), "error": None if error is None else str(error)}
     mine["description"] = description if error is None else None
-    blobs = transport.allgather_bytes(json.dumps(mine, sort_keys=True).encode())
+    blobs = transport.allgather_bytes(json.dumps(mine).encode())
     every = [json.loads(b) for b in blobs]
     failed = [r for r, d in enumerate(every) if d["kind"]]
     if failed:
@@ -67,10 +67,12 @@ def agree_on_step(
     rows = transport.allgather_floats([float(kind_of(error)), *values])
     kinds = rows[:, 0]
     if kinds.any():
+        # every rank knows now that one failed: a second exchange shares the messages
+        messages = transport.allgather_bytes(b"" if error is None else str(error).encode())
         failed = [int(r) for r in kinds.nonzero()[0]]
         cls = _TYPES[int(kinds[failed[0]])]
-        detail = f": {error}" if error is not None else ", see the error on that rank"
-        raise cls(f"step failed on rank(s) {failed} (every rank raises){detail}") from error
+        lines = "; ".join(f"rank {r}: {messages[r].decode()}" for r in failed)
+        raise cls(f"step failed on rank(s) {failed} (every rank raises): {lines}") from error
     for column, name in enumerate(names, start=1):
         col = rows[:, column]
         same = all(_same(x, col[0]) for x in col)

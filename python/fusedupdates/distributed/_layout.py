@@ -85,7 +85,9 @@ def shared_flat_buffer(params: list, bucket: Bucket) -> Any | None:
     start, itemsize = data_pointer(base), bucket.dtype.itemsize
     for i, offset in zip(bucket.indices, bucket.offsets):
         p = params[i]
-        if p.base is not base or data_pointer(p) != start + offset * itemsize:
+        if p.base is not base:
+            return None
+        if p.size and data_pointer(p) != start + offset * itemsize:  # an empty view's may not
             return None
         if not p.flags.c_contiguous:
             return None
