@@ -48,17 +48,29 @@ def run_mpi(script: str, ranks: int, out: Path, *args: str, timeout: float = 60)
     if reason:
         pytest.skip(reason)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [find_mpiexec(), *_launcher_flags(), "-n", str(ranks), sys.executable,
-           str(SCRIPTS / script), str(out), *args]
+    cmd = [
+        find_mpiexec(),
+        *_launcher_flags(),
+        "-n",
+        str(ranks),
+        sys.executable,
+        str(SCRIPTS / script),
+        str(out),
+        *args,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"{script} on {ranks} ranks did not finish in {timeout} s (a hang?):\n"
-                    f"{err.stdout}\n{err.stderr}")
+        pytest.fail(
+            f"{script} on {ranks} ranks did not finish in {timeout} s (a hang?):\n"
+            f"{err.stdout}\n{err.stderr}"
+        )
     if proc.returncode != 0:
-        pytest.fail(f"{script} on {ranks} ranks exited {proc.returncode}:\n{proc.stdout}\n"
-                    f"{proc.stderr[-6000:]}")
+        pytest.fail(
+            f"{script} on {ranks} ranks exited {proc.returncode}:\n{proc.stdout}\n"
+            f"{proc.stderr[-6000:]}"
+        )
     passed = []
     for r in range(ranks):
         lines = (out / f"rank{r}.txt").read_text().splitlines()

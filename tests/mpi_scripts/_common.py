@@ -9,10 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import fusedupdates as fu
 import numpy as np
 from mpi4py import MPI
-
-import fusedupdates as fu
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
@@ -38,7 +37,10 @@ RULES = {
         {"learning_rate": 0.01},
     ),
     "sgd+l2": (fu.sgd, {"learning_rate": 0.1, "weight_decay": 0.01}),
-    "adamw": (fu.adam, {"learning_rate": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    "adamw": (
+        fu.adam,
+        {"learning_rate": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    ),
 }
 
 
@@ -115,6 +117,9 @@ def assert_close(actual: list, expected: list, exact: bool, what: str, rtol: flo
         else:
             scale = float(np.nanmax(np.abs(e.astype(np.float64)), initial=0.0))
             np.testing.assert_allclose(
-                a.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=rtol * scale,
+                a.astype(np.float64),
+                e.astype(np.float64),
+                rtol=rtol,
+                atol=rtol * scale,
                 err_msg=f"{what}[{i}]",
             )

@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import fusedupdates.distributed as fud
 import numpy as np
 from _common import (
-    run,
     COMM,
     RANK,
     RULES,
@@ -26,10 +26,9 @@ from _common import (
     averaged,
     initial_params,
     rank_grads,
+    run,
     same_everywhere,
 )
-
-import fusedupdates.distributed as fud
 
 CASES = {  # rule -> params dtypes
     "adam": [np.float32] * 5,

@@ -6,9 +6,9 @@ Usage: mpiexec -n N python parity.py OUT_DIR
 
 from __future__ import annotations
 
+import fusedupdates.distributed as fud
 import numpy as np
 from _common import (
-    run,
     COMM,
     RULES,
     SIZE,
@@ -17,10 +17,9 @@ from _common import (
     averaged,
     initial_params,
     rank_grads,
+    run,
     same_everywhere,
 )
-
-import fusedupdates.distributed as fud
 
 DTYPES = {
     "float16": [np.float16] * 5,
