@@ -18,7 +18,7 @@ import pytest
 from _mpi import find_mpiexec, mpi_skip_reason, run_mpi
 from fusedupdates.distributed import Transport
 
-PARITY_CASES = 125  # 13 rules x 4 dtype sets x 2 max_norms + 18 views/normal cases + 3
+PARITY_CASES = 127  # 13 rules x 4 dtype sets x 2 max_norms, 18 views/normal, 3 edge, 2 buffers
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -142,6 +142,12 @@ def test_allocate_params_gives_views_of_one_buffer_per_dtype():
     upd.step([np.ones_like(v) for v in views])
     np.testing.assert_array_equal(views[1], np.full(4, 1.0))
     assert not fud.sharded(fu.sgd, arrays, Loopback(), learning_rate=1.0).uses_views
+    grads = upd.grad_buffers()
+    for g in grads:
+        g[...] = 0.5
+    upd.step(grads)  # in place: nothing packed
+    np.testing.assert_array_equal(views[1], np.full(4, 0.5))
+    np.testing.assert_array_equal(upd._send[1][:4], np.full(4, 0.5))
 
 
 def test_bad_input_raises_before_anything_moves():

@@ -115,7 +115,13 @@ class ShardedUpdater:
         set_(self, "_buckets", buckets)
         set_(self, "_flats", flats)
         set_(self, "_copy_out", copy_out)
-        set_(self, "_send", [xp.zeros(b.padded, dtype=b.dtype) for b in buckets])
+        send = [xp.zeros(b.padded, dtype=b.dtype) for b in buckets]
+        grad_views: list = [None] * len(params)
+        for flat, b in zip(send, buckets):
+            for i, view in zip(b.indices, views_of(flat, b)):
+                grad_views[i] = view
+        set_(self, "_send", send)
+        set_(self, "_grad_views", grad_views)
         set_(self, "_recv", [xp.zeros(b.shard, dtype=b.dtype) for b in buckets])
         set_(self, "_local", local)
 
@@ -186,6 +192,24 @@ class ShardedUpdater:
         """True when every parameter is a view of the flat buffers: no copies per step."""
         return not self._copy_out
 
+    def grad_buffers(self) -> list:
+        """Views of the flat send buffers, one per parameter (the same arrays every call).
+
+        Write this rank's gradients into them (e.g. ``np.matmul(a, b, out=g)``) and pass them
+        to :meth:`step`: then the step copies no gradient (it skips the pack phase).
+
+        Returns
+        -------
+        list of arrays
+            Shaped and typed like the params.
+
+        Examples
+        --------
+        >>> gW, gb = upd.grad_buffers()  # doctest: +SKIP
+        >>> np.matmul(x.T, err, out=gW); upd.step([gW, gb])  # doctest: +SKIP
+        """
+        return list(self._grad_views)
+
     @property
     def state_bytes(self) -> int:
         """Bytes of optimizer state held by this rank (its shards only)."""
@@ -242,12 +266,11 @@ class ShardedUpdater:
             ["max_norm", "t", *hyper],
         )
         clock = _lap(timings, "handshake", clock)
+        in_place = all(g is v for g, v in zip(grads, self._grad_views))  # grad_buffers()
         for b, send, flat in zip(self._buckets, self._send, self._flats):
-            pack(
-                xp,
-                grads if len(self._buckets) == 1 else [grads[i] for i in b.indices],
-                send[: b.numel],
-            )
+            if not in_place:
+                mine = grads if len(self._buckets) == 1 else [grads[i] for i in b.indices]
+                pack(xp, mine, send[: b.numel])
             if self._copy_out:  # the user's arrays are the truth: copy them in
                 pack(xp, [self._params[i] for i in b.indices], flat[: b.numel])
         clock = _lap(timings, "pack", clock)
