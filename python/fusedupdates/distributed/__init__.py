@@ -13,11 +13,11 @@ not yet run: no GPU was available where it was written).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ._arrays import pack
 from ._layout import plan_buckets, views_of
-from ._sharded import ShardedUpdater, sharded
+from ._sharded import ShardedUpdater
 from ._transport import MpiTransport, NcclTransport, Transport, transport_for
 
 __all__ = [
@@ -75,3 +75,44 @@ def allocate_params(arrays: list, comm: Any) -> list:
         for i, view in zip(b.indices, views_of(flat, b)):
             out[i] = view
     return out
+
+
+def sharded(
+    rule_factory: Callable, params: Any, comm: Any, **hyperparameters: Any
+) -> ShardedUpdater:
+    """A ZeRO-1 data-parallel updater: each rank keeps 1/N of the optimizer state.
+
+    Collective: every rank calls it with the same shapes, dtypes, rule and hyperparameters
+    (checked; a mismatch or a rank's bad input raises the same error on every rank).
+
+    Parameters
+    ----------
+    rule_factory : callable
+        ``rule_factory(params, **hyperparameters)`` -> :class:`~fusedupdates.Updater`: a
+        factory such as :func:`fusedupdates.adam`, or any function building an updater from a
+        parameter list, e.g. ``lambda ps, **kw: fu.apply_momentum(fu.rmsprop(ps, **kw))``. It
+        is called with this rank's flat shards (one 1-D array per dtype), so it must treat
+        every parameter alike (no ``params=`` subsets, no parameter groups).
+    params : list of arrays
+        The parameters, equal on every rank (e.g. built from the same seed). NumPy arrays
+        with an mpi4py communicator, CuPy arrays with NCCL. Views of the flat buffers from
+        :func:`allocate_params` avoid two copies per step.
+    comm : mpi4py.MPI.Comm, cupy.cuda.nccl.NcclCommunicator or Transport
+        The ranks that share the work.
+    **hyperparameters
+        Passed to ``rule_factory``.
+
+    Returns
+    -------
+    ShardedUpdater
+        ``step(grads, max_norm=None)``, ``t``, hyperparameter attributes, ``state_dict()``.
+
+    Examples
+    --------
+    >>> from mpi4py import MPI  # doctest: +SKIP
+    >>> import fusedupdates as fu, fusedupdates.distributed as fud  # doctest: +SKIP
+    >>> params = fud.allocate_params([np.zeros((4, 3), np.float32)], MPI.COMM_WORLD)
+    >>> upd = fud.sharded(fu.adam, params, MPI.COMM_WORLD, learning_rate=1e-3)
+    >>> upd.step([np.ones((4, 3), np.float32)])  # doctest: +SKIP
+    """
+    return ShardedUpdater(rule_factory, params, transport_for(comm), hyperparameters)

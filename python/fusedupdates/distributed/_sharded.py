@@ -32,7 +32,7 @@ from ._agree import agree_on_setup, agree_on_step
 from ._arrays import as_host_scalar, pack, sum_squares
 from ._layout import Bucket, plan_buckets, shared_flat_buffer, views_of
 from ._state import full_state_dict, load_full_state_dict, read_checkpoint, write_checkpoint
-from ._transport import Transport, transport_for
+from ._transport import Transport
 
 # Lasagne's total_norm_constraint epsilon, as the native step uses it (csrc/rules/norm.h).
 _CLIP_EPSILON = 1e-7
@@ -90,7 +90,7 @@ class ShardedUpdater:
                     f"params[{i}]: expected a {xp.__name__}.ndarray for this communicator, got "
                     f"{type(p).__name__}"
                 )
-            if not p.flags.writeable:
+            if not getattr(p.flags, "writeable", True):  # CuPy arrays have no such flag
                 raise ValueError(f"params[{i}] is read-only")
         buckets = plan_buckets([p.shape for p in params], [p.dtype for p in params], tr.size)
         flats, copy_out = [], []
@@ -381,42 +381,3 @@ def _lap(timings: dict, name: str, start: float) -> float:
     now = time.perf_counter()
     timings[name] = now - start
     return now
-
-
-def sharded(rule_factory: Callable, params: Any, comm: Any, **hyperparameters: Any):
-    """A ZeRO-1 data-parallel updater: each rank keeps 1/N of the optimizer state.
-
-    Collective: every rank calls it with the same shapes, dtypes, rule and hyperparameters
-    (checked; a mismatch or a rank's bad input raises the same error on every rank).
-
-    Parameters
-    ----------
-    rule_factory : callable
-        ``rule_factory(params, **hyperparameters)`` -> :class:`~fusedupdates.Updater`: a
-        factory such as :func:`fusedupdates.adam`, or any function building an updater from a
-        parameter list, e.g. ``lambda ps, **kw: fu.apply_momentum(fu.rmsprop(ps, **kw))``. It
-        is called with this rank's flat shards (one 1-D array per dtype), so it must treat
-        every parameter alike (no ``params=`` subsets, no parameter groups).
-    params : list of arrays
-        The parameters, equal on every rank (e.g. built from the same seed). NumPy arrays
-        with an mpi4py communicator, CuPy arrays with NCCL. Views of the flat buffers from
-        :func:`allocate_params` avoid two copies per step.
-    comm : mpi4py.MPI.Comm, cupy.cuda.nccl.NcclCommunicator or Transport
-        The ranks that share the work.
-    **hyperparameters
-        Passed to ``rule_factory``.
-
-    Returns
-    -------
-    ShardedUpdater
-        ``step(grads, max_norm=None)``, ``t``, hyperparameter attributes, ``state_dict()``.
-
-    Examples
-    --------
-    >>> from mpi4py import MPI  # doctest: +SKIP
-    >>> import fusedupdates as fu, fusedupdates.distributed as fud  # doctest: +SKIP
-    >>> params = fud.allocate_params([np.zeros((4, 3), np.float32)], MPI.COMM_WORLD)
-    >>> upd = fud.sharded(fu.adam, params, MPI.COMM_WORLD, learning_rate=1e-3)
-    >>> upd.step([np.ones((4, 3), np.float32)])  # doctest: +SKIP
-    """
-    return ShardedUpdater(rule_factory, params, transport_for(comm), hyperparameters)
