@@ -166,3 +166,39 @@ def test_bad_input_raises_before_anything_moves():
     with pytest.raises(ValueError, match=r"grads\[0\]: shape"):
         upd.step([np.zeros(4, np.float32)])
     assert upd.t == 0
+
+
+def _nccl_or_skip():
+    """CuPy's NCCL communicator for one rank on GPU 0, or a skip saying what is missing."""
+    import importlib.util
+
+    cupy = pytest.importorskip("cupy", reason="the NCCL transport needs CuPy (and a GPU)")
+    if importlib.util.find_spec("fusedupdates._cuda") is None:
+        pytest.skip("fusedupdates was built without its CUDA module")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no GPU")
+        from cupy.cuda import nccl
+    except Exception as err:  # no driver, or CuPy without NCCL
+        pytest.skip(f"no GPU or no NCCL in CuPy: {err}")
+    return cupy, nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+
+
+@pytest.mark.parametrize("max_norm", [None, 0.5])
+def test_nccl_transport_with_one_rank(max_norm):
+    # One GPU runs the NCCL path with one rank; testing the communication itself needs 2+ GPUs.
+    cupy, comm = _nccl_or_skip()
+    rng = np.random.default_rng(2)
+    host = [rng.standard_normal(s).astype(np.float32) for s in [(5, 3), (4,)]]
+    params, ref_params = [cupy.asarray(p) for p in host], [cupy.asarray(p) for p in host]
+    upd = fud.sharded(fu.adam, params, comm, learning_rate=0.01)
+    ref = fu.adam(ref_params, learning_rate=0.01)
+    for _ in range(3):
+        grads = [cupy.asarray(rng.standard_normal(p.shape).astype(np.float32)) for p in host]
+        upd.step(grads, max_norm=max_norm)
+        ref.step(grads, max_norm=max_norm)
+    for a, b in zip(params, ref_params):
+        np.testing.assert_allclose(cupy.asnumpy(a), cupy.asnumpy(b), rtol=1e-6, atol=1e-7)
+    state = upd.state_dict()
+    assert state["t"] == 3 and [m.shape for m in state["state"]["m"]] == [(5, 3), (4,)]
+    upd.load_state_dict(ref.state_dict())
