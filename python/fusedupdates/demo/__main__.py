@@ -1,4 +1,5 @@
-"""Command line: ``python -m fusedupdates.demo [--out DIR] [--device cpu|cuda] [--epochs N]``."""
+"""Command line: ``python -m fusedupdates.demo [--out DIR] [--device cpu|cuda] [--epochs N]
+[--distributed]`` (the last under ``mpiexec -n N``)."""
 
 from __future__ import annotations
 
@@ -35,16 +36,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--epochs", type=_positive_int, default=30, help="epochs per rule (default: 30)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data parallel over MPI: run with mpiexec -n N; each rank takes 1/N of every batch",
+    )
     args = parser.parse_args(argv)
+    comm, rank = None, 0
+    if args.distributed:
+        from mpi4py import MPI  # pip install 'fusedupdates[mpi]'
+
+        comm, rank = MPI.COMM_WORLD, MPI.COMM_WORLD.Get_rank()
 
     start = time.perf_counter()
     try:
         results = run_demo(
-            epochs=args.epochs, out=args.out, device=args.device, progress=not args.no_progress
+            epochs=args.epochs,
+            out=args.out if rank == 0 else None,
+            device=args.device,
+            progress=not args.no_progress and rank == 0,
+            comm=comm,
         )
     except (ImportError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if rank != 0:
+        return 0  # every rank holds the same results; rank 0 reports them
+    if comm is not None:
+        print(f"data parallel on {comm.Get_size()} ranks (fusedupdates.distributed.sharded)")
     print(format_table(results))
     print(f"\nloss curves: {args.out / 'loss_curves.png'}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")

@@ -140,6 +140,7 @@ def train_rule(
     batch_size: int = 64,
     seed: int = 0,
     bar: Any = None,
+    comm: Any = None,
 ) -> RuleResult:
     """Train a fresh copy of the network from ``init`` with one rule.
 
@@ -161,13 +162,24 @@ def train_rule(
         Seed of the minibatch order, the same for every rule.
     bar : tqdm or None, optional
         Progress bar, advanced once per epoch.
+    comm : mpi4py communicator, optional
+        Data parallel: each rank computes the gradients of its slice of every minibatch and a
+        :func:`fusedupdates.distributed.sharded` updater averages them (the mean of the
+        slices' mean gradients is the whole batch's), so the run follows one process's.
 
     Returns
     -------
     RuleResult
     """
     params = mlp.to_device(init, xp)  # updated in place by the updater, never rebound
-    updater = spec.make(params)
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    if comm is None:
+        updater = spec.make(params)
+    else:
+        from ..distributed import sharded
+
+        updater = sharded(lambda ps: spec.make(ps), params, comm)
+    part = batch_size // size  # this rank's slice of each minibatch
     rng = np.random.default_rng(seed)
     x, onehot = data.x_train, data.onehot_train
     n = int(x.shape[0])
@@ -187,9 +199,8 @@ def train_rule(
         x_epoch, onehot_epoch = x[order], onehot[order]
         norms = []  # kept on the device until the epoch ends: no per-step host sync
         for lo in range(0, n - batch_size + 1, batch_size):
-            _, grads = mlp.loss_and_grads(
-                params, x_epoch[lo : lo + batch_size], onehot_epoch[lo : lo + batch_size], xp
-            )
+            mine = slice(lo + rank * part, lo + (rank + 1) * part)
+            _, grads = mlp.loss_and_grads(params, x_epoch[mine], onehot_epoch[mine], xp)
             norm = updater.step(grads, max_norm=spec.max_norm)
             if spec.max_norm is not None:
                 norms.append(norm)
@@ -214,6 +225,7 @@ def run_demo(
     hidden: int = 128,
     seed: int = 0,
     rules: Sequence[RuleSpec] = RULES,
+    comm: Any = None,
 ) -> dict[str, RuleResult]:
     """Train the digits MLP with every rule from the same initialisation.
 
@@ -235,6 +247,9 @@ def run_demo(
         Seed of the initial weights and of the minibatch order.
     rules : sequence of RuleSpec, optional
         The contenders; defaults to all of :data:`RULES`.
+    comm : mpi4py communicator, optional
+        Train data parallel over its ranks (see :func:`train_rule`); ``batch_size`` must be a
+        multiple of the number of ranks.
 
     Returns
     -------
@@ -243,6 +258,8 @@ def run_demo(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if comm is not None and batch_size % comm.Get_size():
+        raise ValueError(f"batch_size {batch_size} is not a multiple of {comm.Get_size()} ranks")
     xp = get_array_module(device)
     data = load_data(xp, seed=seed)
     init = mlp.init_params((data.num_features, hidden, data.num_classes), seed=seed)
@@ -256,7 +273,9 @@ def run_demo(
     results: dict[str, RuleResult] = {}
     try:
         for spec in rules:
-            results[spec.name] = train_rule(spec, init, data, xp, epochs, batch_size, seed, bar)
+            results[spec.name] = train_rule(
+                spec, init, data, xp, epochs, batch_size, seed, bar, comm
+            )
     finally:
         if bar is not None:
             bar.close()
