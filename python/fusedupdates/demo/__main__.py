@@ -1,5 +1,6 @@
 """Command line: ``python -m fusedupdates.demo [--out DIR] [--device cpu|cuda] [--epochs N]
-[--distributed]`` (the last under ``mpiexec -n N``)."""
+[--dtype float32|float16|bfloat16] [--master-weights] [--distributed]`` (the last under
+``mpiexec -n N``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="storage dtype of params and grads (default: float32; bfloat16 needs ml_dtypes)",
+    )
+    parser.add_argument(
+        "--master-weights",
+        action="store_true",
+        help="float32 master weights for 16-bit params (master_weights=True)",
+    )
+    parser.add_argument(
         "--distributed",
         action="store_true",
         help="data parallel over MPI: run with mpiexec -n N; each rank takes 1/N of every batch",
@@ -56,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             progress=not args.no_progress and rank == 0,
             comm=comm,
+            dtype=args.dtype,
+            master_weights=args.master_weights,
         )
     except (ImportError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -64,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0  # every rank holds the same results; rank 0 reports them
     if comm is not None:
         print(f"data parallel on {comm.Get_size()} ranks (fusedupdates.distributed.sharded)")
+    if args.dtype != "float32":
+        mode = "float32 master weights" if args.master_weights else "no master weights"
+        print(f"params and grads in {args.dtype}, {mode}")
     print(format_table(results))
     print(f"\nloss curves: {args.out / 'loss_curves.png'}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")

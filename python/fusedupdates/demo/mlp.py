@@ -39,16 +39,23 @@ def init_params(sizes: tuple[int, int, int], seed: int = 0) -> list[np.ndarray]:
     ]
 
 
-def to_device(params: list[np.ndarray], xp: Any) -> list[Any]:
-    """Return fresh, C-contiguous float32 copies of ``params`` in the array module ``xp``.
+def to_device(params: list[np.ndarray], xp: Any, dtype: Any = np.float32) -> list[Any]:
+    """Return fresh, C-contiguous copies of ``params`` in the array module ``xp``, stored as
+    ``dtype`` (float32, or a 16-bit dtype for mixed-precision training).
 
     Each rule trains its own copy, so the host arrays are never written.
     """
-    return [xp.array(p, dtype=xp.float32, order="C", copy=True) for p in params]
+    return [xp.ascontiguousarray(xp.asarray(p, dtype=np.float32).astype(dtype)) for p in params]
+
+
+def _compute(params: list[Any]) -> list[Any]:
+    """The params as float32 for the forward and backward pass (16-bit params are widened:
+    mixed precision stores 16 bits and computes in 32)."""
+    return [p if p.dtype == np.float32 else p.astype(np.float32) for p in params]
 
 
 def _forward(params: list[Any], x: Any, xp: Any) -> tuple[Any, Any]:
-    w1, b1, w2, b2 = params
+    w1, b1, w2, b2 = _compute(params)
     hidden = xp.maximum(x @ w1 + b1, 0)
     logits = hidden @ w2 + b2
     return hidden, logits
@@ -84,10 +91,10 @@ def loss_and_grads(params: list[Any], x: Any, onehot: Any, xp: Any) -> tuple[Any
     loss : 0-d array
         Mean cross-entropy on the batch (left on the device: no host sync).
     grads : list of array
-        Fresh C-contiguous float32 gradients ``[dW1, db1, dW2, db2]``, none aliasing a
-        parameter.
+        Fresh C-contiguous gradients ``[dW1, db1, dW2, db2]`` in the params' dtypes, none
+        aliasing a parameter.
     """
-    w1, _, w2, _ = params
+    w1, _, w2, _ = _compute(params)
     hidden, logits = _forward(params, x, xp)
     log_probs = _log_softmax(logits, xp)
     batch_loss = -(log_probs * onehot).sum(axis=1).mean()
@@ -97,7 +104,9 @@ def loss_and_grads(params: list[Any], x: Any, onehot: Any, xp: Any) -> tuple[Any
     d_hidden = (d_logits @ w2.T) * (hidden > 0)
     d_w1 = x.T @ d_hidden
     d_b1 = d_hidden.sum(axis=0)
-    grads = [xp.ascontiguousarray(g, dtype=xp.float32) for g in (d_w1, d_b1, d_w2, d_b2)]
+    grads = [
+        xp.ascontiguousarray(g.astype(p.dtype)) for g, p in zip((d_w1, d_b1, d_w2, d_b2), params)
+    ]
     return batch_loss, grads
 
 

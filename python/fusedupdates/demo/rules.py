@@ -27,8 +27,9 @@ class RuleSpec:
     name : str
         Label in the table and the plot.
     make : callable
-        ``make(params)`` returns the updater for the list of parameters. The table reads the
-        learning rate and momentum back from the updater, so they are written only here.
+        ``make(params, **options)`` returns the updater for the list of parameters; options
+        are factory keywords such as ``master_weights=True``. The table reads the learning
+        rate and momentum back from the updater, so they are written only here.
     max_norm : float or None
         Passed to ``Updater.step`` (total gradient-norm clipping), or None.
     group : str
@@ -36,7 +37,7 @@ class RuleSpec:
     """
 
     name: str
-    make: Callable[[list[Any]], Any]
+    make: Callable[..., Any]
     max_norm: float | None = None
     group: str = SGD_FAMILY
 
@@ -50,28 +51,34 @@ class RuleSpec:
 # momentum rules effective steps of 0.3 and 1.0. Likewise amsgrad is adam until v's running
 # maximum departs from v, so the two only separate with different learning rates.
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec("sgd", lambda p: fu.sgd(p, learning_rate=0.1)),
-    RuleSpec("momentum", lambda p: fu.momentum(p, learning_rate=0.03, momentum=0.9)),
+    RuleSpec("sgd", lambda p, **o: fu.sgd(p, learning_rate=0.1, **o)),
+    RuleSpec("momentum", lambda p, **o: fu.momentum(p, learning_rate=0.03, momentum=0.9, **o)),
     RuleSpec(
         "nesterov_momentum",
-        lambda p: fu.nesterov_momentum(p, learning_rate=0.1, momentum=0.9),
+        lambda p, **o: fu.nesterov_momentum(p, learning_rate=0.1, momentum=0.9, **o),
     ),
-    RuleSpec("adagrad", lambda p: fu.adagrad(p, learning_rate=0.05), group=ADAPTIVE),
-    RuleSpec("rmsprop", lambda p: fu.rmsprop(p, learning_rate=2e-3, rho=0.9), group=ADAPTIVE),
-    RuleSpec("adadelta", lambda p: fu.adadelta(p, learning_rate=1.0, rho=0.95), group=ADAPTIVE),
-    RuleSpec("adam", lambda p: fu.adam(p, learning_rate=3e-3), group=ADAM_FAMILY),
-    RuleSpec("adamax", lambda p: fu.adamax(p, learning_rate=5e-3), group=ADAM_FAMILY),
-    RuleSpec("amsgrad", lambda p: fu.amsgrad(p, learning_rate=1e-2), group=ADAM_FAMILY),
+    RuleSpec("adagrad", lambda p, **o: fu.adagrad(p, learning_rate=0.05, **o), group=ADAPTIVE),
+    RuleSpec(
+        "rmsprop", lambda p, **o: fu.rmsprop(p, learning_rate=2e-3, rho=0.9, **o), group=ADAPTIVE
+    ),
+    RuleSpec(
+        "adadelta", lambda p, **o: fu.adadelta(p, learning_rate=1.0, rho=0.95, **o), group=ADAPTIVE
+    ),
+    RuleSpec("adam", lambda p, **o: fu.adam(p, learning_rate=3e-3, **o), group=ADAM_FAMILY),
+    RuleSpec("adamax", lambda p, **o: fu.adamax(p, learning_rate=5e-3, **o), group=ADAM_FAMILY),
+    RuleSpec("amsgrad", lambda p, **o: fu.amsgrad(p, learning_rate=1e-2, **o), group=ADAM_FAMILY),
     RuleSpec(
         "rmsprop+momentum",
-        lambda p: fu.apply_momentum(fu.rmsprop(p, learning_rate=5e-4, rho=0.9), momentum=0.9),
+        lambda p, **o: fu.apply_momentum(
+            fu.rmsprop(p, learning_rate=5e-4, rho=0.9, **o), momentum=0.9
+        ),
         group=MODIFIED,
     ),
     # the gradient norm is ~2.8 at the first step, ~1.4 over the first epoch and ~0.2 from
     # the fifth on, so this clips early on only
     RuleSpec(
         "adam, max_norm=0.5",
-        lambda p: fu.adam(p, learning_rate=3e-3),
+        lambda p, **o: fu.adam(p, learning_rate=3e-3, **o),
         max_norm=0.5,
         group=MODIFIED,
     ),

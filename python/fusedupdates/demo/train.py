@@ -17,7 +17,15 @@ from . import mlp
 from .data import load_data
 from .rules import RULES, RuleSpec
 
-__all__ = ["DemoError", "RuleResult", "format_table", "get_array_module", "run_demo", "train_rule"]
+__all__ = [
+    "DemoError",
+    "RuleResult",
+    "format_table",
+    "get_array_module",
+    "run_demo",
+    "storage_dtype",
+    "train_rule",
+]
 
 _DEPS_HINT = "pip install 'fusedupdates[demo]'"
 
@@ -141,6 +149,8 @@ def train_rule(
     seed: int = 0,
     bar: Any = None,
     comm: Any = None,
+    dtype: Any = np.float32,
+    master_weights: bool = False,
 ) -> RuleResult:
     """Train a fresh copy of the network from ``init`` with one rule.
 
@@ -166,19 +176,25 @@ def train_rule(
         Data parallel: each rank computes the gradients of its slice of every minibatch and a
         :func:`fusedupdates.distributed.sharded` updater averages them (the mean of the
         slices' mean gradients is the whole batch's), so the run follows one process's.
+    dtype : dtype, optional
+        Storage dtype of the params and grads (float32, float16 or ml_dtypes.bfloat16); the
+        forward and backward pass compute in float32.
+    master_weights : bool, optional
+        Keep a float32 master copy of 16-bit params in the updater (``master_weights=True``).
 
     Returns
     -------
     RuleResult
     """
-    params = mlp.to_device(init, xp)  # updated in place by the updater, never rebound
+    params = mlp.to_device(init, xp, dtype)  # updated in place by the updater, never rebound
     rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    options = {"master_weights": True} if master_weights else {}
     if comm is None:
-        updater = spec.make(params)
+        updater = spec.make(params, **options)
     else:
         from ..distributed import sharded
 
-        updater = sharded(lambda ps: spec.make(ps), params, comm)
+        updater = sharded(lambda ps: spec.make(ps, **options), params, comm)
     part = batch_size // size  # this rank's slice of each minibatch
     rng = np.random.default_rng(seed)
     x, onehot = data.x_train, data.onehot_train
@@ -226,6 +242,8 @@ def run_demo(
     seed: int = 0,
     rules: Sequence[RuleSpec] = RULES,
     comm: Any = None,
+    dtype: str = "float32",
+    master_weights: bool = False,
 ) -> dict[str, RuleResult]:
     """Train the digits MLP with every rule from the same initialisation.
 
@@ -250,6 +268,10 @@ def run_demo(
     comm : mpi4py communicator, optional
         Train data parallel over its ranks (see :func:`train_rule`); ``batch_size`` must be a
         multiple of the number of ranks.
+    dtype : {"float32", "float16", "bfloat16"}, optional
+        Storage dtype of the params and grads (bfloat16 needs ml_dtypes).
+    master_weights : bool, optional
+        Float32 master weights for 16-bit params.
 
     Returns
     -------
@@ -260,6 +282,9 @@ def run_demo(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if comm is not None and batch_size % comm.Get_size():
         raise ValueError(f"batch_size {batch_size} is not a multiple of {comm.Get_size()} ranks")
+    storage = storage_dtype(dtype)
+    if master_weights and storage == np.float32:
+        raise DemoError("--master-weights is for 16-bit params: add --dtype bfloat16 or float16")
     xp = get_array_module(device)
     data = load_data(xp, seed=seed)
     init = mlp.init_params((data.num_features, hidden, data.num_classes), seed=seed)
@@ -274,7 +299,7 @@ def run_demo(
     try:
         for spec in rules:
             results[spec.name] = train_rule(
-                spec, init, data, xp, epochs, batch_size, seed, bar, comm
+                spec, init, data, xp, epochs, batch_size, seed, bar, comm, storage, master_weights
             )
     finally:
         if bar is not None:
@@ -285,6 +310,21 @@ def run_demo(
         title = f"MLP {data.num_features}-{hidden}-{data.num_classes} on digits ({device})"
         plot_loss_curves(results, Path(out) / "loss_curves.png", title=title)
     return results
+
+
+def storage_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of ``--dtype`` (bfloat16 is ml_dtypes', also CuPy's)."""
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError as exc:
+            raise DemoError(
+                "--dtype bfloat16 needs ml_dtypes: pip install 'fusedupdates[bf16]'"
+            ) from exc
+        return np.dtype(ml_dtypes.bfloat16)
+    if name not in ("float32", "float16"):
+        raise DemoError(f"unknown dtype {name!r}: use float32, float16 or bfloat16")
+    return np.dtype(name)
 
 
 def _hyper(value: float | None) -> str:
