@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +14,12 @@ _REF_PATH = Path(__file__).resolve().parents[1] / "python" / "fusedupdates" / "r
 
 
 def _load_reference():
-    """Load ``reference.py`` from the source tree by path (does not import the package)."""
-    spec = importlib.util.spec_from_file_location("_fusedupdates_reference", _REF_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Load ``reference.py`` (and the private modules it imports) from the source tree by path,
+    as submodules of a stand-in package, so that the compiled package is not imported."""
+    package = types.ModuleType("_fusedupdates_source")
+    package.__path__ = [str(_REF_PATH.parent)]  # relative imports resolve in the source tree
+    sys.modules.setdefault("_fusedupdates_source", package)
+    return importlib.import_module("_fusedupdates_source.reference")
 
 
 REF = _load_reference()

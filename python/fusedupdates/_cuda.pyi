@@ -9,7 +9,7 @@ from typing import Any
 
 HYPER_FIELDS: str  # "learning_rate, beta1, ...": the fields set_hyperparameters accepts
 CLIP_EPSILON: float  # the epsilon of step(grads, max_norm=...)
-NORM_BUFFER_DOUBLES: int  # float64 elements of a norm buffer: [norm, multiplier, flags, partials...]
+NORM_BUFFER_DOUBLES: int  # float64s of a norm buffer: [norm, multiplier, flags, partials...]
 NORM_PARTIALS: int  # blocks of the deterministic sum of squares
 RUNTIME_VERSION: int  # CUDART_VERSION the module was built with, e.g. 13000
 
