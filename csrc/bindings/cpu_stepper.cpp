@@ -50,7 +50,8 @@ std::unique_lock<std::mutex> lock_core(StepperCore& core) {
 }  // namespace
 
 CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
-                       const std::vector<std::string>& state_names, const py::object& group_indices) {
+                       const std::vector<std::string>& state_names,
+                       const py::object& group_indices) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
@@ -90,8 +91,9 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
 std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& velocity,
                                                       bool nesterov) const {
   if (has_velocity_)
-    throw ArgValueError("this stepper already has a momentum modifier; stacking two is not "
-                        "supported by the fused kernels");
+    throw ArgValueError(
+        "this stepper already has a momentum modifier; stacking two is not "
+        "supported by the fused kernels");
   std::shared_ptr<CpuStepper> w(new CpuStepper());
   w->core_ = core_;
   w->rule_ = rule_;
@@ -108,8 +110,8 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   for (size_t k = 0; k <= state_names_.size(); ++k) {
     py::tuple items(n);
     for (size_t i = 0; i < n; ++i) items[i] = arrays_[k * n + i];
-    groups.push_back(describe_list(items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'",
-                                   true));
+    groups.push_back(
+        describe_list(items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'", true));
   }
   groups.push_back(describe_list(v, "state 'velocity'", true, /*optional_items=*/true));
   w->build(groups, true);
@@ -130,9 +132,14 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
     for (const ArrayDesc& a : g.arrays) array_ptrs_.push_back(a.present ? a.ptr : 0);
 
   const size_t n = params.arrays.size();
-  const size_t rule_states = state_names_.size();
+  // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
+  const bool with_master = !state_names_.empty() && state_names_.back() == kMasterState;
+  const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
   for (size_t i = 0; i < n; ++i) {
     const DType dtype = params.arrays[i].dtype;
+    if (with_master && dtype != DType::kFloat16 && dtype != DType::kBFloat16)
+      throw ArgValueError("params[" + std::to_string(i) + "]: master weights are for float16 " +
+                          "and bfloat16 params, not " + dtype_name(dtype));
     const uint32_t group = group_of_[i];
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group))
@@ -141,16 +148,21 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
       plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, {}, {}});
       plan_group_.push_back(group);
     }
-    cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr), nullptr, {},
-                         params.arrays[i].numel, false};
+    cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr),
+                         nullptr,
+                         {},
+                         nullptr,
+                         params.arrays[i].numel,
+                         false};
     for (size_t k = 0; k < rule_states; ++k)
       slot.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+    if (with_master) slot.master = reinterpret_cast<void*>(groups[1 + rule_states].arrays[i].ptr);
     if (has_velocity && groups.back().arrays[i].present) {
       slot.with_momentum = true;
       slot.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
     }
-    slot_of_.push_back(SlotRef{static_cast<uint32_t>(plan),
-                               static_cast<uint32_t>(plans_[plan].tensors.size())});
+    slot_of_.push_back(
+        SlotRef{static_cast<uint32_t>(plan), static_cast<uint32_t>(plans_[plan].tensors.size())});
     plans_[plan].tensors.push_back(slot);
   }
 }
@@ -162,9 +174,10 @@ void CpuStepper::check_fixed_unchanged() const {
   for (size_t j = 0; j < arrays_.size(); ++j) {
     if (array_ptrs_[j] == 0 || still_writeable_at(arrays_[j], array_ptrs_[j])) continue;
     const size_t group = j / n, i = j % n;
-    const std::string name = group == 0                        ? "params"
-                             : group <= state_names_.size() ? "state '" + state_names_[group - 1] + "'"
-                                                            : "state 'velocity'";
+    const std::string name = group == 0 ? "params"
+                             : group <= state_names_.size()
+                                 ? "state '" + state_names_[group - 1] + "'"
+                                 : "state 'velocity'";
     throw ArgValueError(name + "[" + std::to_string(i) +
                         "]: the array was made read-only after the updater was built");
   }

@@ -32,9 +32,14 @@ struct StepperCore {
   bool last_applied = true;        // false after a step skipped for a non-finite grad
 };
 
+// The state name that marks float32 master weights (16-bit params only): given as the last
+// state list, the kernels update it in place of the param and write the param rounded.
+inline constexpr const char* kMasterState = "master";
+
 class CpuStepper {
  public:
-  // states: one list per rule state (in the rule's order), each as long as params.
+  // states: one list per rule state (in the rule's order), each as long as params, then
+  // optionally the master weights (state name kMasterState).
   // groups: the parameter group of each param (None: one group), numbered 0..G-1.
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
              const std::vector<std::string>& state_names, const py::object& groups);
@@ -48,8 +53,8 @@ class CpuStepper {
   // grad_scale: the grads are divided by it inside the kernel (loss scaling); it implies
   // skip_nonfinite: a NaN or Inf in any grad skips the whole step (params, states and t
   // unchanged; last_step_applied() tells). The norm is that of the unscaled grads.
-  py::object step(const py::handle& grads, const py::object& max_norm,
-                  const py::object& grad_scale, bool skip_nonfinite);
+  py::object step(const py::handle& grads, const py::object& max_norm, const py::object& grad_scale,
+                  bool skip_nonfinite);
   bool last_step_applied() const;
   // kwargs: fields of HyperParams, and group=None (every group) or a group index.
   void set_hyperparameters(py::kwargs kwargs);

@@ -13,6 +13,9 @@ struct TensorSlot {
   void* param;
   const void* grad;
   void* state[kMaxStates];  // the rule's states, then the velocity when with_momentum
+  // 16-bit params with master weights: their float32 copy, which the rule updates in place of
+  // the param (the param is then only written, rounded); nullptr otherwise.
+  void* master;
   int64_t numel;
   bool with_momentum;
 };

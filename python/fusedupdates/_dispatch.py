@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _cpu_backend
+from ._precision import reject_gpu_bfloat16
 
 
 def backend_for(arrays: list, what: str = "params") -> ModuleType:
@@ -20,6 +21,7 @@ def backend_for(arrays: list, what: str = "params") -> ModuleType:
     if hasattr(first, "__cuda_array_interface__"):
         from . import _cuda_backend  # lazy: needs CuPy and the CUDA module
 
+        reject_gpu_bfloat16(arrays, what)
         return _cuda_backend
     raise TypeError(
         f"{what}[0]: expected a numpy.ndarray or a CUDA array (CuPy), got {type(first).__name__}"
