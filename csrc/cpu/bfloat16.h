@@ -95,9 +95,12 @@ inline void narrow(const float* __restrict in, bfloat16_t* __restrict out, int64
 #if defined(__AVX512BF16__)
   // VCVTNEPS2BF16: round to nearest even in one instruction; it treats float32 subnormals as
   // zero and flushes bfloat16 subnormals (|x| < 2^-126) to zero, the integer path keeps them.
-  for (; i + 16 <= n; i += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
-                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(in + i)));
+  // The tail goes through the instruction too (masked), so every element rounds alike.
+  for (; i < n; i += 16) {
+    const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lanes, in + i));
+    _mm256_mask_storeu_epi16(dst + i, lanes, (__m256i)h);
+  }
 #elif defined(__AVX512F__)
   for (; i + 16 <= n; i += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
