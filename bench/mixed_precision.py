@@ -19,6 +19,7 @@ per-round time of the row over fu bfloat16's.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -187,6 +188,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--min-time", type=float, default=0.05)
     ap.add_argument("--no-peers", action="store_true", help="skip torch and DeepSpeed")
+    ap.add_argument(
+        "--wait-quiet", type=float, default=0.0, help="wait up to S s for an idle machine first"
+    )
     args = ap.parse_args()
     import fusedupdates as fu
 
@@ -197,8 +201,17 @@ def main() -> None:
     )
     for size in args.sizes.split(","):
         n = int(float(size.rstrip("MK")) * (1 << 20 if size.endswith("M") else 1 << 10))
+        if args.wait_quiet > 0:
+            from .timing import wait_until_quiet
+
+            wait_until_quiet(args.wait_quiet)
+        load = os.getloadavg()[0]
         lines, notes = measure(n, args.rounds, args.min_time, not args.no_peers)
+        load = max(load, os.getloadavg()[0])
         print("\n".join(lines))
+        print(
+            f"\n- 1-minute load average up to {load:.1f} on {os.cpu_count()} cores during the run"
+        )
         for note in notes:
             print(f"\n- {note}")
         print()
