@@ -329,7 +329,8 @@ def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     """Inverse of :meth:`Updater.__reduce__`."""
     from ._build import make_updater, with_momentum  # _build imports this module
 
-    name, decoupled, covered, nesterov, master_weights = recipe
+    name, decoupled, covered, nesterov, *newer = recipe
+    master_weights = newer[0] if newer else False  # pickled before master weights existed
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
     upd = make_updater(spec, groups, defaults, 0.0, decoupled, master_weights)
