@@ -3,7 +3,8 @@
 One tensor of N elements (default 1M and 16M), adam, the same grads every step. Rows, all
 timed in the same interleaved rounds:
 
-* ``fu`` updaters: float32, float16, bfloat16, and float16 / bfloat16 with ``master_weights``;
+* ``fu`` updaters: float32, float16, bfloat16, float16 / bfloat16 with ``master_weights``,
+  and bfloat16 with ``rounding="stochastic"``;
 * ceilings: ``fusedupdates._cpu.bandwidth_probe`` streaming each pattern's arrays (p, m, v
   read and written, g read; plus the master copy) with float32 stand-ins, as ``python -m
   bench`` does: its GB/s is the bandwidth a perfect kernel would reach;
@@ -45,16 +46,17 @@ def _seconds(call, repeat: int) -> float:
 def fu_rows(fu, n: int, rng) -> list[tuple[str, object, int, str]]:
     """(label, step, bytes per element, ceiling pattern) of every fusedupdates mode."""
     rows = []
-    for label, dtype, master in [
-        ("fu float32", np.dtype(np.float32), False),
-        ("fu float16", np.dtype(np.float16), False),
-        ("fu bfloat16", _bf16(), False),
-        ("fu float16 + master", np.dtype(np.float16), True),
-        ("fu bfloat16 + master", _bf16(), True),
+    for label, dtype, master, rounding in [
+        ("fu float32", np.dtype(np.float32), False, "nearest"),
+        ("fu float16", np.dtype(np.float16), False, "nearest"),
+        ("fu bfloat16", _bf16(), False, "nearest"),
+        ("fu float16 + master", np.dtype(np.float16), True, "nearest"),
+        ("fu bfloat16 + master", _bf16(), True, "nearest"),
+        ("fu bfloat16 stochastic rounding", _bf16(), False, "stochastic"),
     ]:
         p = (rng.standard_normal(n, dtype=np.float32) * 0.1).astype(dtype)
         g = (rng.standard_normal(n, dtype=np.float32) * 1e-2).astype(dtype)
-        upd = fu.adam([p], **HYPER, master_weights=master)
+        upd = fu.adam([p], **HYPER, master_weights=master, rounding=rounding)
         nbytes = 3 * dtype.itemsize + 16 + (8 if master else 0)
         rows.append(
             (label, lambda u=upd, g=g: u.step([g]), nbytes, "master" if master else "plain")

@@ -50,8 +50,11 @@ def bits(a):
 class MixedRunner:
     """The float64 reference of one 16-bit updater: stored params, master, states, t."""
 
-    def __init__(self, rule, init, modifier, storage, master, subset=None, mu=0.7, **hyper):
+    def __init__(
+        self, rule, init, modifier, storage, master, subset=None, mu=0.7, stochastic=False, **hyper
+    ):
         self.rule, self.modifier, self.mu, self.hyper = rule, modifier, mu, dict(hyper)
+        self.stochastic = stochastic  # rounding="stochastic": the kernel's generator
         self.storage = np.dtype(storage)
         self.params = [np.asarray(p, dtype=np.float64).copy() for p in init]
         self.master = [p.copy() for p in self.params] if master else None
@@ -82,6 +85,7 @@ class MixedRunner:
             states,
             storage=self.storage,
             master=self.master,
+            stochastic_step=self.t if self.stochastic else None,
             max_norm=max_norm,
             **kw,
         )

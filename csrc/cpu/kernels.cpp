@@ -9,6 +9,7 @@
 #include "element_ranges.h"
 #include "isa_kernels.h"
 #include "step_plan.h"
+#include "stochastic_rounding.h"
 #include "storage.h"
 
 #ifndef FU_ISA_NS
@@ -42,10 +43,10 @@ void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __r
 }
 
 // 16-bit storage (float16, bfloat16): widen a tile of p and g to float, run the float loop,
-// narrow p back.
+// narrow p back (to nearest even, or stochastically when sr is given).
 template <class Rule, class S16>
 void apply_piece_16bit(const Rule& rule, const ElementScalars<float>& k, S16* p, const S16* g,
-                       float* const* s, int64_t n) {
+                       float* const* s, int64_t n, const StochasticRounding* sr) {
   alignas(64) float p32[kHalfTile];
   alignas(64) float g32[kHalfTile];
   for (int64_t i = 0; i < n; i += kHalfTile) {
@@ -54,6 +55,9 @@ void apply_piece_16bit(const Rule& rule, const ElementScalars<float>& k, S16* p,
     widen(g + i, g32, w);
     const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
     apply_piece<float>(rule, k, p32, g32, at(0), at(1), at(2), at(3), w);
+    if (sr)
+      perturb_for_stochastic_rounding<std::is_same_v<S16, bfloat16_t>>(
+          p32, w, StochasticRounding{sr->key, sr->first + i});
     narrow(p32, p + i, w);
   }
 }
@@ -75,12 +79,12 @@ void apply_piece_master(const Rule& rule, const ElementScalars<float>& k, S16* p
 
 template <class S, class Rule>
 void apply_any_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* p, float* master,
-                     const S* g, compute_t<S>* const* s, int64_t n) {
+                     const S* g, compute_t<S>* const* s, int64_t n, const StochasticRounding* sr) {
   if constexpr (kIs16Bit<S>) {
     if (master)
       apply_piece_master(rule, k, p, master, g, s, n);
     else
-      apply_piece_16bit(rule, k, p, g, s, n);
+      apply_piece_16bit(rule, k, p, g, s, n, sr);
   } else {
     apply_piece<S>(rule, k, p, g, s[0], s[1], s[2], s[3], n);
   }
@@ -102,13 +106,15 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
     S* p = static_cast<S*>(slot.param) + lo;
     const S* g = static_cast<const S*>(slot.grad) + lo;
     float* master = slot.master ? static_cast<float*>(slot.master) + lo : nullptr;
+    const StochasticRounding sr{rounding_key(plan.hyper.step, slot.index), lo};
+    const StochasticRounding* rounding = plan.stochastic_rounding ? &sr : nullptr;
     const int64_t n = hi - lo;
     if (!slot.with_momentum)
-      apply_any_piece<S>(plain, scalars, p, master, g, s, n);
+      apply_any_piece<S>(plain, scalars, p, master, g, s, n, rounding);
     else if (plan.nesterov)
-      apply_any_piece<S>(nesterov, scalars, p, master, g, s, n);
+      apply_any_piece<S>(nesterov, scalars, p, master, g, s, n, rounding);
     else
-      apply_any_piece<S>(heavy_ball, scalars, p, master, g, s, n);
+      apply_any_piece<S>(heavy_ball, scalars, p, master, g, s, n, rounding);
   });
 }
 

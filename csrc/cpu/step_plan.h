@@ -18,13 +18,15 @@ struct TensorSlot {
   void* master;
   int64_t numel;
   bool with_momentum;
+  uint32_t index;  // the param's index: with the step, it keys stochastic rounding
 };
 
 struct StepPlan {
   RuleId rule;
   DType dtype;  // storage dtype of params and grads
   bool nesterov;
-  HyperParams hyper;  // grad_scale is filled by the backend when clipping
+  bool stochastic_rounding;  // 16-bit params: round stochastically instead of to nearest even
+  HyperParams hyper;         // grad_scale is filled by the backend when clipping
   std::vector<TensorSlot> tensors;
 };
 

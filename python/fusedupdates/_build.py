@@ -11,7 +11,7 @@ import numpy as np
 from ._dispatch import as_list, backend_for
 from ._groups import parse_param_groups
 from ._hyper import check_hyper, native_fields
-from ._precision import MASTER, check_master_weights, state_dtype
+from ._precision import MASTER, check_master_weights, check_rounding, state_dtype
 from ._rules import RuleSpec
 from .updaters import Updater
 
@@ -29,6 +29,7 @@ class _Shared:
         groups: list[dict[str, float]],
         decoupled: bool,
         master_weights: Any = False,
+        rounding: Any = "nearest",
     ):
         if not params:
             raise ValueError(
@@ -42,6 +43,8 @@ class _Shared:
         self.backend = backend_for(params)
         on_gpu = self.backend.__name__.endswith("_cuda_backend")
         self.master_weights = check_master_weights(master_weights, params, on_gpu)
+        stochastic = check_rounding(rounding, params, self.master_weights, on_gpu)
+        self.rounding = rounding
         self.state = {
             name: tuple(self.backend.zeros_like(p, state_dtype(p)) for p in params)
             for name in spec.state_names
@@ -52,6 +55,8 @@ class _Shared:
             state_names.append(MASTER)
         self.lock = threading.Lock()
         extra = {"groups": list(group_of)} if len(groups) > 1 else {}
+        if stochastic:  # keyword only when used: the CUDA stepper does not take it
+            extra["stochastic_rounding"] = True
         self.stepper = self.backend.make_stepper(
             spec.rule_id,
             list(params),
@@ -77,6 +82,7 @@ def make_updater(
     weight_decay: Any = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     """Build a rule updater after checking its hyperparameters and parameters."""
     if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
@@ -101,6 +107,7 @@ def make_updater(
         groups,
         bool(decoupled_weight_decay),
         master_weights,
+        rounding,
     )
     return Updater(shared, shared.stepper, None)
 

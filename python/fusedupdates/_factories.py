@@ -44,7 +44,13 @@ _DECAY_DOC = """weight_decay : float, optional
         from the param). The step updates the master copy in the same fused pass and writes
         it, rounded to nearest even, to the 16-bit param; the grads stay 16-bit. Costs 8
         more bytes per element per step (adam: 30 B instead of 22 B). Change the params
-        through the updater only (``load_state_dict``): the master copy is what is updated."""
+        through the updater only (``load_state_dict``): the master copy is what is updated.
+    rounding : {"nearest", "stochastic"}, optional
+        How float16 / bfloat16 params are rounded after each step (without master weights;
+        NumPy only): to nearest even (default), or stochastically, up with probability equal
+        to the distance from the value below, so small updates survive on average at no
+        extra memory (22 B per element for adam). The random bits are a hash of (t, param
+        index, element index): reproducible, whatever the thread count."""
 
 
 def _doc(text: str) -> Any:
@@ -90,9 +96,12 @@ def sgd(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate}
-    return make_updater(SGD, params, hyper, weight_decay, decoupled_weight_decay, master_weights)
+    return make_updater(
+        SGD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+    )
 
 
 @_doc(
@@ -128,6 +137,7 @@ def momentum(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -136,6 +146,7 @@ def momentum(
         weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
         master_weights=master_weights,
+        rounding=rounding,
     )
     return _set_group_momentum(apply_momentum(inner, momentum=momentum), group_momentum)
 
@@ -173,6 +184,7 @@ def nesterov_momentum(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -181,6 +193,7 @@ def nesterov_momentum(
         weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
         master_weights=master_weights,
+        rounding=rounding,
     )
     return _set_group_momentum(apply_nesterov_momentum(inner, momentum=momentum), group_momentum)
 
@@ -216,10 +229,11 @@ def adagrad(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "epsilon": epsilon}
     return make_updater(
-        ADAGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights
+        ADAGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
     )
 
 
@@ -257,10 +271,11 @@ def rmsprop(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
-        RMSPROP, params, hyper, weight_decay, decoupled_weight_decay, master_weights
+        RMSPROP, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
     )
 
 
@@ -301,10 +316,11 @@ def adadelta(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
-        ADADELTA, params, hyper, weight_decay, decoupled_weight_decay, master_weights
+        ADADELTA, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
     )
 
 
@@ -353,9 +369,12 @@ def adam(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
-    return make_updater(ADAM, params, hyper, weight_decay, decoupled_weight_decay, master_weights)
+    return make_updater(
+        ADAM, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+    )
 
 
 @_doc(
@@ -388,9 +407,12 @@ def adamax(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
-    return make_updater(ADAMAX, params, hyper, weight_decay, decoupled_weight_decay, master_weights)
+    return make_updater(
+        ADAMAX, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+    )
 
 
 @_doc(
@@ -420,8 +442,9 @@ def amsgrad(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
+    rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
-        AMSGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights
+        AMSGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
     )

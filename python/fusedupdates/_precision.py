@@ -57,3 +57,30 @@ def reject_gpu_bfloat16(arrays: list, what: str) -> None:
                 f"{what}[{i}]: bfloat16 CuPy arrays are not supported on the GPU yet "
                 "(bfloat16 works for NumPy arrays on the CPU)"
             )
+
+
+ROUNDINGS = ("nearest", "stochastic")
+
+
+def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bool) -> bool:
+    """Validate the ``rounding`` keyword; True for stochastic rounding."""
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be a str, got {type(rounding).__name__}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "nearest":
+        return False
+    if on_gpu:
+        raise ValueError("rounding='stochastic' is not supported for CuPy arrays yet (CPU only)")
+    if master_weights:
+        raise ValueError(
+            "rounding='stochastic' is instead of master weights: the master copy is rounded "
+            "to nearest; pass one of them"
+        )
+    for i, p in enumerate(params):
+        if not is_16bit_float(p.dtype):
+            raise ValueError(
+                f"params[{i}]: rounding='stochastic' is for float16 and bfloat16 params, not "
+                f"{np.dtype(p.dtype)}"
+            )
+    return True

@@ -144,6 +144,11 @@ class Updater:
         return self._shared.master_weights
 
     @property
+    def rounding(self) -> str:
+        """How the 16-bit params are rounded: ``"nearest"`` (even) or ``"stochastic"``."""
+        return self._shared.rounding
+
+    @property
     def hyperparameters(self) -> dict[str, float]:
         """The hyperparameters (with several groups: those every group shares)."""
         groups = self._group_values()
@@ -316,8 +321,8 @@ class Updater:
         covered = None
         if self._velocity is not None:
             covered = [i for i, v in enumerate(self._velocity) if v is not None]
-        master = shared.master_weights
-        recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov, master)
+        master, rounding = shared.master_weights, shared.rounding
+        recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov, master, rounding)
         groups = [
             {"params": [shared.params[i] for i in indices], **values}
             for indices, values in zip(self._group_indices(), shared.groups)
@@ -330,10 +335,11 @@ def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     from ._build import make_updater, with_momentum  # _build imports this module
 
     name, decoupled, covered, nesterov, *newer = recipe
-    master_weights = newer[0] if newer else False  # pickled before master weights existed
+    newer += [False, "nearest"][len(newer) :]  # pickled before these options existed
+    master_weights, rounding = newer
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
-    upd = make_updater(spec, groups, defaults, 0.0, decoupled, master_weights)
+    upd = make_updater(spec, groups, defaults, 0.0, decoupled, master_weights, rounding)
     if covered is not None:
         params = upd.params
         upd = with_momentum(upd, [params[i] for i in covered], 0.0, nesterov)
