@@ -38,8 +38,17 @@ inline DType numpy_dtype(const py::dtype& dt) {
     case 23: return DType::kFloat16;  // NPY_HALF
     case 11: return DType::kFloat32;  // NPY_FLOAT
     case 12: return DType::kFloat64;  // NPY_DOUBLE
-    default: return is_bfloat16(dt) ? DType::kBFloat16 : DType::kUnsupported;
+    default: return DType::kUnsupported;
   }
+}
+
+// numpy_dtype plus bfloat16, for the CPU binding only: the CUDA binding (cuda_desc.h) keeps
+// numpy_dtype, so a bfloat16 CuPy array stays an unsupported dtype (TypeError) there until the
+// CUDA kernels have bfloat16.
+inline DType numpy_dtype_cpu(const py::dtype& dt) {
+  const DType d = numpy_dtype(dt);
+  return d == DType::kUnsupported && dt.byteorder() != '>' && is_bfloat16(dt) ? DType::kBFloat16
+                                                                              : d;
 }
 
 // "cupy.ndarray" rather than just "ndarray", so mixing NumPy and CuPy reads clearly.
@@ -64,7 +73,7 @@ inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& name, 
   d.ptr = reinterpret_cast<std::uintptr_t>(a.data());
   d.numel = a.size();
   const py::dtype dt = a.dtype();
-  d.dtype = numpy_dtype(dt);
+  d.dtype = numpy_dtype_cpu(dt);
   if (d.dtype == DType::kUnsupported) d.dtype_str = py::str(dt);
   static_assert(sizeof(py::ssize_t) == sizeof(int64_t), "64-bit platforms only");
   d.shape = reinterpret_cast<const int64_t*>(a.shape());
