@@ -127,3 +127,23 @@ def test_cuda_device() -> None:
     for name, r in res.items():
         assert r.losses[-1] < 0.5 * r.losses[0], (name, r.losses)
         assert r.test_accuracy > 0.5, (name, r.test_accuracy)
+
+
+@pytest.mark.parametrize("rule", ["adam", "rmsprop", "adagrad"])
+def test_bfloat16_with_master_weights_reaches_float32_accuracy(rule: str) -> None:
+    """``--dtype bfloat16 --master-weights``: the full 30 epochs reach the float32 run's test
+    accuracy within 0.5 points (params and grads stored in bfloat16, math in float32)."""
+    pytest.importorskip("ml_dtypes")
+    specs = [spec for spec in RULES if spec.name == rule]
+    full = run_demo(epochs=30, out=None, progress=False, rules=specs)[rule]
+    half = run_demo(
+        epochs=30, out=None, progress=False, rules=specs, dtype="bfloat16", master_weights=True
+    )[rule]
+    assert half.test_accuracy >= full.test_accuracy - 0.005, (half.test_accuracy, full)
+
+
+def test_master_weights_need_a_16_bit_dtype() -> None:
+    from fusedupdates.demo import DemoError
+
+    with pytest.raises(DemoError, match="16-bit"):
+        run_demo(epochs=1, out=None, progress=False, master_weights=True)

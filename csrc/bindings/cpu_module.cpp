@@ -18,10 +18,10 @@
 
 namespace py = pybind11;
 using namespace fusedupdates;
+using fusedupdates::bindings::CpuStepper;
 using fusedupdates::bindings::describe_list;
 using fusedupdates::bindings::describe_numpy;
 using fusedupdates::bindings::hold_items;
-using fusedupdates::bindings::CpuStepper;
 
 namespace {
 
@@ -107,9 +107,9 @@ PYBIND11_MODULE(_cpu, m) {
 The native object behind one updater: validated params and states, t and the hyperparameters.
 Built once; step(grads) checks only the grads. Internal: use the fusedupdates factories.)doc")
       .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
-                    const py::object&>(),
+                    const py::object&, bool>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
-           py::arg("groups") = py::none())
+           py::arg("groups") = py::none(), py::kw_only(), py::arg("stochastic_rounding") = false)
       .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
       .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),
            py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)

@@ -21,6 +21,7 @@ std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& pla
     out[p].rule = plans[p].rule;
     out[p].dtype = plans[p].dtype;
     out[p].nesterov = plans[p].nesterov;
+    out[p].stochastic_rounding = plans[p].stochastic_rounding;
     out[p].hyper = plans[p].hyper;
     out[p].tensors.clear();
     for (const cpu::TensorSlot& slot : plans[p].tensors)
@@ -39,14 +40,15 @@ std::unique_lock<std::mutex> lock_core(StepperCore& core) {
 }  // namespace
 
 CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
-                       const std::vector<std::string>& state_names,
-                       const py::object& group_indices) {
+                       const std::vector<std::string>& state_names, const py::object& group_indices,
+                       bool stochastic_rounding) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
   core_ = std::make_shared<StepperCore>();
   rule_ = static_cast<RuleId>(rule);
   state_names_ = state_names;
+  stochastic_rounding_ = stochastic_rounding;
   const py::tuple p = hold_items(params, "params");
   group_of_ = parse_group_indices(group_indices, p.size(), num_groups_);
   core_->hyper.assign(num_groups_, HyperParams{});
@@ -73,6 +75,7 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   w->core_ = core_;
   w->rule_ = rule_;
   w->nesterov_ = nesterov;
+  w->stochastic_rounding_ = stochastic_rounding_;
   w->state_names_ = state_names_;
   w->num_groups_ = num_groups_;
   w->group_of_ = group_of_;
@@ -107,21 +110,36 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
     for (const ArrayDesc& a : g.arrays) array_ptrs_.push_back(a.present ? a.ptr : 0);
 
   const size_t n = params.arrays.size();
-  const size_t rule_states = state_names_.size();
+  // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
+  const bool with_master = !state_names_.empty() && state_names_.back() == kMasterState;
+  const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
   for (size_t i = 0; i < n; ++i) {
     const DType dtype = params.arrays[i].dtype;
+    if (stochastic_rounding_ &&
+        (with_master || (dtype != DType::kFloat16 && dtype != DType::kBFloat16)))
+      throw ArgValueError("params[" + std::to_string(i) + "]: stochastic rounding is for " +
+                          "float16 and bfloat16 params without master weights");
+    if (with_master && dtype != DType::kFloat16 && dtype != DType::kBFloat16)
+      throw ArgValueError("params[" + std::to_string(i) + "]: master weights are for float16 " +
+                          "and bfloat16 params, not " + dtype_name(dtype));
     const uint32_t group = group_of_[i];
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group))
       ++plan;
     if (plan == plans_.size()) {
-      plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, {}, {}});
+      plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, stochastic_rounding_, {}, {}});
       plan_group_.push_back(group);
     }
-    cpu::TensorSlot slot{
-        reinterpret_cast<void*>(params.arrays[i].ptr), nullptr, {}, params.arrays[i].numel, false};
+    cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr),
+                         nullptr,
+                         {},
+                         nullptr,
+                         params.arrays[i].numel,
+                         false,
+                         static_cast<uint32_t>(i)};
     for (size_t k = 0; k < rule_states; ++k)
       slot.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+    if (with_master) slot.master = reinterpret_cast<void*>(groups[1 + rule_states].arrays[i].ptr);
     if (has_velocity && groups.back().arrays[i].present) {
       slot.with_momentum = true;
       slot.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);

@@ -34,10 +34,13 @@ struct StepperCore {
 
 class CpuStepper {
  public:
-  // states: one list per rule state (in the rule's order), each as long as params.
+  // states: one list per rule state (in the rule's order), each as long as params, then
+  // optionally the master weights (state name kMasterState).
   // groups: the parameter group of each param (None: one group), numbered 0..G-1.
+  // stochastic_rounding: round the 16-bit params stochastically (keyed by t and param index).
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
-             const std::vector<std::string>& state_names, const py::object& groups);
+             const std::vector<std::string>& state_names, const py::object& groups,
+             bool stochastic_rounding = false);
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares
   // this stepper's core (t, rule hyperparameters, lock) and state arrays. velocity: one
@@ -68,6 +71,7 @@ class CpuStepper {
   std::shared_ptr<StepperCore> core_;
   RuleId rule_ = RuleId::kSgd;
   bool nesterov_ = false;
+  bool stochastic_rounding_ = false;  // 16-bit params without master weights only
   bool has_velocity_ = false;
   size_t num_groups_ = 1;
   std::vector<uint32_t> group_of_;  // param i -> its group

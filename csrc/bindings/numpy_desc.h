@@ -13,6 +13,24 @@ namespace fusedupdates::bindings {
 
 namespace py = pybind11;
 
+// ml_dtypes.bfloat16 is a user-defined NumPy dtype: its type number (>= NPY_USERDEF = 256) is
+// assigned when ml_dtypes is imported, so it is recognised by name once and then by number
+// (this runs for every grad of every step). Returns -1 until a bfloat16 array is seen.
+inline int& bfloat16_type_number() {
+  static int number = -1;  // only touched with the GIL held
+  return number;
+}
+
+inline bool is_bfloat16(const py::dtype& dt) {
+  const int num = dt.num();
+  if (num == bfloat16_type_number()) return true;
+  constexpr int kNpyUserDef = 256;
+  if (num < kNpyUserDef || dt.itemsize() != 2 || dt.kind() != 'V') return false;
+  if (py::str(dt.attr("name")).cast<std::string>() != "bfloat16") return false;
+  bfloat16_type_number() = num;
+  return true;
+}
+
 inline DType numpy_dtype(const py::dtype& dt) {
   // Byte-swapped arrays share the type number of native ones: reject them explicitly.
   if (dt.byteorder() == '>') return DType::kUnsupported;  // little-endian hosts only
@@ -20,7 +38,7 @@ inline DType numpy_dtype(const py::dtype& dt) {
     case 23: return DType::kFloat16;  // NPY_HALF
     case 11: return DType::kFloat32;  // NPY_FLOAT
     case 12: return DType::kFloat64;  // NPY_DOUBLE
-    default: return DType::kUnsupported;
+    default: return is_bfloat16(dt) ? DType::kBFloat16 : DType::kUnsupported;
   }
 }
 

@@ -4,6 +4,7 @@
 
 namespace fusedupdates {
 
+// kBFloat16 (NumPy: ml_dtypes.bfloat16) is appended so the existing ids keep their values.
 enum class DType : int {
   kFloat16 = 0,
   kFloat32 = 1,
@@ -26,7 +27,7 @@ inline int64_t dtype_size(DType d) {
   return d == DType::kFloat16 || d == DType::kBFloat16 ? 2 : d == DType::kFloat32 ? 4 : 8;
 }
 
-// 16-bit (float16, bfloat16) parameters keep float32 state and float32 arithmetic.
+// float16 and bfloat16 parameters keep float32 state and float32 arithmetic.
 inline DType state_dtype(DType param) {
   return param == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
 }

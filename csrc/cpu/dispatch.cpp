@@ -16,12 +16,14 @@ FU_DECLARE_ISA(isa_baseline)
 #if defined(FU_HAVE_ISA_X86)
 FU_DECLARE_ISA(isa_avx2)
 FU_DECLARE_ISA(isa_avx512)
+FU_DECLARE_ISA(isa_avx512_bf16)
 #endif
 
 namespace {
 
 // Highest instruction set the CPU (and the OS, for the AVX register state) supports,
-// capped by FUSEDUPDATES_SIMD=baseline|avx2|avx512 so every path can be tested anywhere.
+// capped by FUSEDUPDATES_SIMD=baseline|avx2|avx512|avx512_bf16 so every path can be tested
+// anywhere (avx512_bf16 differs from avx512 only in how float32 is narrowed to bfloat16).
 const KernelTable& select_kernels() {
   const char* forced = std::getenv("FUSEDUPDATES_SIMD");
   const auto allowed = [&](const char* name) {
@@ -34,8 +36,11 @@ const KernelTable& select_kernels() {
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                       __builtin_cpu_supports("avx512dq");
-  if (avx512 && allowed("avx512")) return isa_avx512::kernel_table();
-  if (avx2 && (allowed("avx2") || (forced && std::strcmp(forced, "avx512") == 0)))
+  const bool avx512_bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  if (avx512_bf16 && allowed("avx512_bf16")) return isa_avx512_bf16::kernel_table();
+  if (avx512 && (allowed("avx512") || (forced && std::strcmp(forced, "avx512_bf16") == 0)))
+    return isa_avx512::kernel_table();
+  if (avx2 && (allowed("avx2") || (forced && std::strncmp(forced, "avx512", 6) == 0)))
     return isa_avx2::kernel_table();
 #endif
   return isa_baseline::kernel_table();

@@ -7,7 +7,9 @@
 
 #include "../rules/rules.h"
 #include "element_ranges.h"
+#include "isa_kernels.h"
 #include "step_plan.h"
+#include "stochastic_rounding.h"
 #include "storage.h"
 
 #ifndef FU_ISA_NS
@@ -21,8 +23,7 @@ namespace {
 // array of pointers) let the compiler prove the streams independent and vectorise.
 template <class S, class Rule>
 void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p,
-                 const S* __restrict g,
-                 compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
+                 const S* __restrict g, compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
                  compute_t<S>* __restrict s2, compute_t<S>* __restrict s3, int64_t n) {
   using T = compute_t<S>;
   constexpr int K = Rule::kNumStates;
@@ -33,8 +34,7 @@ void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __r
     if constexpr (K > 1) s[1] = s1[i];
     if constexpr (K > 2) s[2] = s2[i];
     if constexpr (K > 3) s[3] = s3[i];
-    p[i] = static_cast<S>(
-        update_element(rule, k, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
+    p[i] = static_cast<S>(update_element(rule, k, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
     if constexpr (K > 0) s0[i] = s[0];
     if constexpr (K > 1) s1[i] = s[1];
     if constexpr (K > 2) s2[i] = s[2];
@@ -42,10 +42,11 @@ void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __r
   }
 }
 
-// float16 storage: widen a tile of p and g to float, run the float loop, narrow p back.
-template <class Rule>
-void apply_piece_half(const Rule& rule, const ElementScalars<float>& k, half_t* p, const half_t* g,
-                      float* const* s, int64_t n) {
+// 16-bit storage (float16, bfloat16): widen a tile of p and g to float, run the float loop,
+// narrow p back (to nearest even, or stochastically when sr is given).
+template <class Rule, class S16>
+void apply_piece_16bit(const Rule& rule, const ElementScalars<float>& k, S16* p, const S16* g,
+                       float* const* s, int64_t n, const StochasticRounding* sr) {
   alignas(64) float p32[kHalfTile];
   alignas(64) float g32[kHalfTile];
   for (int64_t i = 0; i < n; i += kHalfTile) {
@@ -54,17 +55,39 @@ void apply_piece_half(const Rule& rule, const ElementScalars<float>& k, half_t* 
     widen(g + i, g32, w);
     const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
     apply_piece<float>(rule, k, p32, g32, at(0), at(1), at(2), at(3), w);
+    if (sr)
+      perturb_for_stochastic_rounding<std::is_same_v<S16, bfloat16_t>>(
+          p32, w, StochasticRounding{sr->key, sr->first + i});
     narrow(p32, p + i, w);
   }
 }
 
+// Master weights: the float32 master copy is the parameter the rule updates (in place, no
+// widening); the 16-bit param is only written, as the rounded master.
+template <class Rule, class S16>
+void apply_piece_master(const Rule& rule, const ElementScalars<float>& k, S16* p, float* master,
+                        const S16* g, float* const* s, int64_t n) {
+  alignas(64) float g32[kHalfTile];
+  for (int64_t i = 0; i < n; i += kHalfTile) {
+    const int64_t w = n - i < kHalfTile ? n - i : kHalfTile;
+    widen(g + i, g32, w);
+    const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
+    apply_piece<float>(rule, k, master + i, g32, at(0), at(1), at(2), at(3), w);
+    narrow(master + i, p + i, w);
+  }
+}
+
 template <class S, class Rule>
-void apply_any_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* p, const S* g,
-                     compute_t<S>* const* s, int64_t n) {
-  if constexpr (std::is_same_v<S, half_t>)
-    apply_piece_half(rule, k, p, g, s, n);
-  else
+void apply_any_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* p, float* master,
+                     const S* g, compute_t<S>* const* s, int64_t n, const StochasticRounding* sr) {
+  if constexpr (kIs16Bit<S>) {
+    if (master)
+      apply_piece_master(rule, k, p, master, g, s, n);
+    else
+      apply_piece_16bit(rule, k, p, g, s, n, sr);
+  } else {
     apply_piece<S>(rule, k, p, g, s[0], s[1], s[2], s[3], n);
+  }
 }
 
 template <class S, template <class> class R>
@@ -82,21 +105,17 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
       s[k] = slot.state[k] ? static_cast<T*>(slot.state[k]) + lo : nullptr;
     S* p = static_cast<S*>(slot.param) + lo;
     const S* g = static_cast<const S*>(slot.grad) + lo;
+    float* master = slot.master ? static_cast<float*>(slot.master) + lo : nullptr;
+    const StochasticRounding sr{rounding_key(plan.hyper.step, slot.index), lo};
+    const StochasticRounding* rounding = plan.stochastic_rounding ? &sr : nullptr;
     const int64_t n = hi - lo;
     if (!slot.with_momentum)
-      apply_any_piece<S>(plain, scalars, p, g, s, n);
+      apply_any_piece<S>(plain, scalars, p, master, g, s, n, rounding);
     else if (plan.nesterov)
-      apply_any_piece<S>(nesterov, scalars, p, g, s, n);
+      apply_any_piece<S>(nesterov, scalars, p, master, g, s, n, rounding);
     else
-      apply_any_piece<S>(heavy_ball, scalars, p, g, s, n);
+      apply_any_piece<S>(heavy_ball, scalars, p, master, g, s, n, rounding);
   });
-}
-
-// The shared dispatch (csrc/common/dtype_dispatch.h) with this backend's 16-bit type; it
-// throws on an unknown dtype instead of silently doing nothing.
-template <class F>
-void dispatch_dtype(DType dtype, F&& f) {
-  dispatch_storage<half_t>(dtype, std::forward<F>(f));
 }
 
 void apply_step(const StepPlan& plan, int num_threads) {
@@ -106,234 +125,6 @@ void apply_step(const StepPlan& plan, int num_threads) {
           apply_step_typed<S, R>(plan, num_threads);
         }))
       throw std::invalid_argument("fusedupdates: unknown rule id");
-  });
-}
-
-// ---- Norm reductions and scaling (total_norm_constraint, step(max_norm), norm_constraint).
-// Squares are summed in double. float16 goes through float tiles with widen() / narrow(), as
-// apply_piece_half does: GCC cannot vectorise _Float16 conversions, and the scalar loops ran
-// ~10x slower than float32 instead of at the byte ratio.
-
-template <class T>
-double sum_squares_vector(const T* __restrict x, int64_t n) {
-  double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = static_cast<double>(x[i]);
-    acc += v * v;
-  }
-  return acc;
-}
-
-// Sum of squares of x[0, n).
-template <class S>
-double sum_squares_contiguous(const S* x, int64_t n) {
-  if constexpr (std::is_same_v<S, half_t>) {
-    alignas(64) float tile[kHalfTile];
-    double acc = 0.0;
-    for (int64_t i = 0; i < n; i += kHalfTile) {
-      const int64_t w = std::min(n - i, kHalfTile);
-      widen(x + i, tile, w);
-      acc += sum_squares_vector(tile, w);
-    }
-    return acc;
-  } else {
-    return sum_squares_vector(x, n);
-  }
-}
-
-// out[i] = x[i] * f[i or 0] in T. x and out are the same array (in place) or disjoint
-// (validated): the in-place case gets its own loop so that __restrict stays truthful.
-template <class T, bool kPerElement>
-void multiply(const T* x, T* out, const T* f, int64_t n) {
-  const T f0 = f[0];
-  if (static_cast<const void*>(x) == static_cast<void*>(out)) {
-    T* __restrict o = out;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) o[i] *= kPerElement ? f[i] : f0;
-  } else {
-    const T* __restrict in = x;
-    T* __restrict o = out;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) o[i] = in[i] * (kPerElement ? f[i] : f0);
-  }
-}
-
-// out[i] = S(T(x[i]) * f[i or 0]) for i in [0, n).
-template <class S, bool kPerElement>
-void scale_contiguous(const S* x, S* out, const compute_t<S>* f, int64_t n) {
-  if constexpr (std::is_same_v<S, half_t>) {
-    alignas(64) float tile[kHalfTile];
-    for (int64_t i = 0; i < n; i += kHalfTile) {
-      const int64_t w = std::min(n - i, kHalfTile);
-      widen(x + i, tile, w);
-      multiply<float, kPerElement>(tile, tile, kPerElement ? f + i : f, w);
-      narrow(tile, out + i, w);
-    }
-  } else {
-    multiply<S, kPerElement>(x, out, f, n);
-  }
-}
-
-template <class GetPtr>
-double sum_squares(DType dtype, size_t count, const int64_t* numel_of, GetPtr ptr_of,
-                   int num_threads) {
-  double result = 0.0;
-  dispatch_dtype(dtype, [&](auto tag) {
-    using S = decltype(tag);
-    const ElementRanges ranges(count, [&](size_t i) { return numel_of[i]; });
-    result = ranges.deterministic_sum(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
-      return sum_squares_contiguous(static_cast<const S*>(ptr_of(t)) + lo, hi - lo);
-    });
-  });
-  return result;
-}
-
-double plan_sum_squares(const StepPlan& plan, int num_threads) {
-  thread_local std::vector<int64_t> numel;
-  numel.clear();
-  for (const TensorSlot& t : plan.tensors) numel.push_back(t.numel);
-  return sum_squares(
-      plan.dtype, numel.size(), numel.data(), [&](size_t t) { return plan.tensors[t].grad; },
-      num_threads);
-}
-
-double list_sum_squares(const ArrayList& list, int num_threads) {
-  return sum_squares(
-      list.dtype, list.numel.size(), list.numel.data(), [&](size_t t) { return list.inputs[t]; },
-      num_threads);
-}
-
-void list_scale(const ArrayList& list, double factor, int num_threads) {
-  dispatch_dtype(list.dtype, [&](auto tag) {
-    using S = decltype(tag);
-    const compute_t<S> f = static_cast<compute_t<S>>(factor);
-    const ElementRanges ranges(list.numel.size(), [&](size_t i) { return list.numel[i]; });
-    ranges.parallel_for_pieces(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
-      scale_contiguous<S, false>(static_cast<const S*>(list.inputs[t]) + lo,
-                                 static_cast<S*>(list.outputs[t]) + lo, &f, hi - lo);
-    });
-  });
-}
-
-// The sums of squares of one panel (NormPanels, element_ranges.h) into acc[0, column width).
-template <class S>
-void panel_sum_squares(const NormPanels& panels, const S* x, int64_t c, int64_t k, double* acc) {
-  const S* base = x + panels.column_offset(c) + panels.chunk_first_row(k) * panels.inner;
-  const int64_t rows = panels.chunk_rows(k), width = panels.column_width(c);
-  if (panels.inner == 1) {  // the reduced elements are contiguous
-    acc[0] = sum_squares_contiguous(base, rows);
-    return;
-  }
-  // Side by side: sums[j] += x[r, j]^2 row by row, vectorised along the row.
-  double sums[NormPanels::kColumnWidth] = {};
-  for (int64_t r = 0; r < rows; ++r) {
-    const S* row = base + r * panels.inner;
-    if constexpr (std::is_same_v<S, half_t>) {
-      alignas(64) float tile[NormPanels::kColumnWidth];
-      widen(row, tile, width);
-      for (int64_t j = 0; j < width; ++j) {
-        const double v = tile[j];
-        sums[j] += v * v;
-      }
-    } else {
-      for (int64_t j = 0; j < width; ++j) {
-        const double v = static_cast<double>(row[j]);
-        sums[j] += v * v;
-      }
-    }
-  }
-  std::copy(sums, sums + width, acc);
-}
-
-// Scales one panel by its column's multipliers factor[0, column width).
-template <class S>
-void panel_scale(const NormPanels& panels, const S* x, S* out, int64_t c, int64_t k,
-                 const compute_t<S>* factor) {
-  using T = compute_t<S>;
-  const int64_t offset = panels.column_offset(c) + panels.chunk_first_row(k) * panels.inner;
-  const int64_t rows = panels.chunk_rows(k), width = panels.column_width(c);
-  if (panels.inner == 1) {
-    scale_contiguous<S, false>(x + offset, out + offset, factor, rows);
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    const S* row = x + offset + r * panels.inner;
-    S* dst = out + offset + r * panels.inner;  // == row in place, else disjoint (validated)
-    if constexpr (std::is_same_v<S, half_t>) {
-      alignas(64) float tile[NormPanels::kColumnWidth];
-      widen(row, tile, width);
-      for (int64_t j = 0; j < width; ++j) tile[j] *= factor[j];
-      narrow(tile, dst, width);
-    } else {
-      for (int64_t j = 0; j < width; ++j)
-        dst[j] = static_cast<S>(static_cast<T>(row[j]) * factor[j]);
-    }
-  }
-}
-
-// x viewed as [outer, reduce, inner]; one norm per (outer, inner) position. Every norm is the
-// sum of its panels' sums (NormPanels: cut by shape alone) added in chunk order, whichever
-// schedule runs, so the result does not depend on the thread count.
-template <class S>
-void norm_constraint_typed(const S* x, S* out, int64_t outer, int64_t reduce, int64_t inner,
-                           double max_norm, double epsilon, int num_threads) {
-  using T = compute_t<S>;
-  constexpr int64_t W = NormPanels::kColumnWidth;
-  const NormPanels panels(outer, reduce, inner);
-  const bool parallel = outer * reduce * inner >= kParallelMinElements && num_threads > 1;
-  const auto factor_of = [&](double sum_squares) {
-    return static_cast<T>(norm_multiplier(std::sqrt(sum_squares), max_norm, epsilon));
-  };
-  if (!parallel || panels.columns >= 4 * num_threads) {
-    // Enough columns to share out: a task sums one column, then scales it, from cache when
-    // the column fits there.
-#pragma omp parallel for schedule(static) num_threads(num_threads) if (parallel)
-    for (int64_t c = 0; c < panels.columns; ++c) {
-      const int64_t width = panels.column_width(c);
-      double sums[W] = {}, part[W];
-      for (int64_t k = 0; k < panels.chunks; ++k) {
-        panel_sum_squares(panels, x, c, k, part);
-        for (int64_t j = 0; j < width; ++j) sums[j] += part[j];
-      }
-      T factor[W];
-      for (int64_t j = 0; j < width; ++j) factor[j] = factor_of(sums[j]);
-      for (int64_t k = 0; k < panels.chunks; ++k) panel_scale(panels, x, out, c, k, factor);
-    }
-    return;
-  }
-  // Few long columns (e.g. one norm over a whole vector): every panel's sums in parallel, then
-  // each column's added in chunk order, then every panel scaled.
-  const int64_t stride = panels.width;
-  std::vector<double> partial(panels.count() * stride);
-  std::vector<T> factors(panels.columns * stride);
-#pragma omp parallel num_threads(num_threads)
-  {
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels.count(); ++p)
-      panel_sum_squares(panels, x, p / panels.chunks, p % panels.chunks, &partial[p * stride]);
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < panels.columns; ++c)
-      for (int64_t j = 0; j < panels.column_width(c); ++j) {
-        double sum = 0.0;
-        for (int64_t k = 0; k < panels.chunks; ++k)
-          sum += partial[(c * panels.chunks + k) * stride + j];
-        factors[c * stride + j] = factor_of(sum);
-      }
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels.count(); ++p)
-      panel_scale(panels, x, out, p / panels.chunks, p % panels.chunks,
-                  &factors[p / panels.chunks * stride]);
-  }
-}
-
-void norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
-                     int64_t inner, double max_norm, double epsilon, int num_threads) {
-  if (outer <= 0 || reduce <= 0 || inner <= 0) return;  // an empty array: nothing to do
-  dispatch_dtype(dtype, [&](auto tag) {
-    using S = decltype(tag);
-    norm_constraint_typed(static_cast<const S*>(x), static_cast<S*>(out), outer, reduce, inner,
-                          max_norm, epsilon, num_threads);
   });
 }
 

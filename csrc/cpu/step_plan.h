@@ -13,15 +13,20 @@ struct TensorSlot {
   void* param;
   const void* grad;
   void* state[kMaxStates];  // the rule's states, then the velocity when with_momentum
+  // 16-bit params with master weights: their float32 copy, which the rule updates in place of
+  // the param (the param is then only written, rounded); nullptr otherwise.
+  void* master;
   int64_t numel;
   bool with_momentum;
+  uint32_t index;  // the param's index: with the step, it keys stochastic rounding
 };
 
 struct StepPlan {
   RuleId rule;
   DType dtype;  // storage dtype of params and grads
   bool nesterov;
-  HyperParams hyper;  // grad_scale is filled by the backend when clipping
+  bool stochastic_rounding;  // 16-bit params: round stochastically instead of to nearest even
+  HyperParams hyper;         // grad_scale is filled by the backend when clipping
   std::vector<TensorSlot> tensors;
 };
 

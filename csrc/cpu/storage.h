@@ -1,10 +1,12 @@
-// Loads and stores between a storage type S and the compute type T. The only place that
-// knows float16 exists on the CPU.
+// Loads and stores between a storage type S and the compute type T. With bfloat16.h, the only
+// place that knows the 16-bit types exist on the CPU.
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "../common/dtype_dispatch.h"
+#include "bfloat16.h"
 
 #if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -20,14 +22,25 @@ using half_t = _Float16;  // GCC >= 12 / Clang native type
 
 using fusedupdates::compute_t;  // csrc/common/dtype_dispatch.h
 
-// GCC 12 cannot vectorise _Float16 <-> float conversions without AVX512-FP16, so float16
-// pieces are widened a tile at a time with F16C / AVX-512 instructions, processed by the
-// (vectorised) float loop, and narrowed back with round-to-nearest-even, exactly as a
-// scalar static_cast would. Tile size measured on the 2-core EPYC (adam, 16M / 1M / 64K):
-// 256 keeps float16 at the 22/28 byte ratio of float32's time when streaming and within
-// ~20% of float32 in cache; 64 lost bandwidth, 512-2048 lost ~20% when streaming, and
-// branch-free bit-twiddling conversions in one loop were 1.6x slower in cache.
+// The 16-bit storage types: float32 state and arithmetic, processed in float tiles.
+template <class S>
+constexpr bool kIs16Bit = std::is_same_v<S, half_t> || std::is_same_v<S, bfloat16_t>;
+
+// GCC 12 cannot vectorise _Float16 <-> float conversions without AVX512-FP16, so float16 (and,
+// the same way, bfloat16) pieces are widened a tile at a time with F16C / AVX-512 instructions,
+// processed by the (vectorised) float loop, and narrowed back with round-to-nearest-even, exactly
+// as a scalar static_cast would. Tile size measured on the 2-core EPYC (adam, 16M / 1M / 64K): 256
+// keeps float16 at the 22/28 byte ratio of float32's time when streaming and within ~20% of float32
+// in cache; 64 lost bandwidth, 512-2048 lost ~20% when streaming, and branch-free bit-twiddling
+// conversions in one loop were 1.6x slower in cache.
 constexpr int64_t kHalfTile = 256;
+
+// The shared dispatch (csrc/common/dtype_dispatch.h) with this backend's 16-bit types; it
+// throws on an unknown dtype instead of silently doing nothing.
+template <class F>
+void dispatch_dtype(DType dtype, F&& f) {
+  dispatch_storage<half_t, bfloat16_t>(dtype, std::forward<F>(f));
+}
 
 inline void widen(const half_t* __restrict in, float* __restrict out, int64_t n) {
   int64_t i = 0;

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any as _Any
 
-from . import functional, reference
+from . import functional, reference, reference_mixed
 from ._factories import (
     adadelta,
     adagrad,
@@ -47,6 +47,7 @@ __all__ = [
     "total_norm_constraint",
     "functional",
     "reference",
+    "reference_mixed",
     "build_info",
     "set_num_threads",
     "get_num_threads",

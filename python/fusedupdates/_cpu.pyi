@@ -22,6 +22,8 @@ class Stepper:
         states: Sequence[Sequence[np.ndarray]],
         state_names: Sequence[str],
         groups: Sequence[int] | None = None,
+        *,
+        stochastic_rounding: bool = False,
     ) -> None: ...
     def with_momentum(self, velocity: Sequence[np.ndarray | None], nesterov: bool) -> Stepper: ...
     def step(

@@ -19,11 +19,15 @@ def make_stepper(
     groups: list | None = None,
     *,
     functional: bool = False,
+    stochastic_rounding: bool = False,
 ) -> _cpu.Stepper:
     """The native stepper of one updater: validates params and states once, owns ``t`` and
     each parameter group's hyperparameters (``groups``: the group index of each param).
-    ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``)."""
-    return _cpu.Stepper(rule_id, params, states, state_names, groups)
+    ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``);
+    ``stochastic_rounding`` rounds 16-bit params stochastically (CPU only)."""
+    return _cpu.Stepper(
+        rule_id, params, states, state_names, groups, stochastic_rounding=stochastic_rounding
+    )
 
 
 def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:

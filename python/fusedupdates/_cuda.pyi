@@ -44,9 +44,7 @@ class Stepper:
         the kernel) divides the grads inside the kernel and implies ``skip_nonfinite``: a
         non-finite grad skips the whole step on the device (t included); the first such step
         moves t to the device."""
-    def prepare_step(
-        self, grads: Sequence[Any | None]
-    ) -> list[tuple[str, bool, int, int, int]]:
+    def prepare_step(self, grads: Sequence[Any | None]) -> list[tuple[str, bool, int, int, int]]:
         """The host part of a step, without any CUDA call; returns its launches as
         (dtype, with_momentum, first_chunk, end_chunk, group). For benchmarks and tests."""
     def set_hyperparameters(self, *, group: int | None = None, **fields: float) -> None:

@@ -13,77 +13,16 @@ are serialised: each step is applied exactly once and a ``state_dict`` never see
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ._checkpoint import check_state_dict, flatten_state_dict, unflatten_state_dict
-from ._dispatch import as_list, backend_for
-from ._groups import ParamGroup, parse_param_groups
+from ._dispatch import as_list
+from ._groups import ParamGroup
 from ._hyper import check_grad_scale, check_hyper, check_max_norm, native_fields
-from ._rules import SPECS, VELOCITY, RuleSpec
-
-
-class _Shared:
-    """What a rule updater and the momentum updaters wrapping it share: the rule, the params,
-    their parameter groups, the state buffers, each group's rule hyperparameters and the lock.
-    (Their native steppers share ``t`` and the hyperparameters the same way.)"""
-
-    def __init__(
-        self,
-        spec: RuleSpec,
-        params: list,
-        group_of: list[int],
-        groups: list[dict[str, float]],
-        decoupled: bool,
-    ):
-        if not params:
-            raise ValueError(
-                f"{spec.name}() got an empty parameter list: pass the arrays to update"
-            )
-        _check_listed_once(params)
-        self.spec = spec
-        self.params = tuple(params)
-        self.group_of = tuple(group_of)
-        self.groups = [dict(g) for g in groups]  # rule hyperparameters + weight_decay
-        self.decoupled = decoupled  # weight_decay is AdamW-style (fixed for the updater's life)
-        self.backend = backend_for(params)
-        self.state = {
-            name: tuple(self.backend.zeros_like(p, _state_dtype(p)) for p in params)
-            for name in spec.state_names
-        }
-        self.lock = threading.Lock()
-        extra = {"groups": list(group_of)} if len(groups) > 1 else {}
-        self.stepper = self.backend.make_stepper(
-            spec.rule_id,
-            list(params),
-            [list(self.state[n]) for n in spec.state_names],
-            list(spec.state_names),
-            **extra,
-        )
-        for index, values in enumerate(self.groups):
-            self.stepper.set_hyperparameters(group=index, **native_fields(values, decoupled))
-
-
-def _check_listed_once(params: list) -> None:
-    """The native check finds a param listed twice by its memory; a zero-size array has none,
-    so repeated objects are caught here too (at build time only)."""
-    first: dict[int, int] = {}
-    for i, p in enumerate(params):
-        j = first.setdefault(id(p), i)
-        if j != i:
-            raise ValueError(
-                f"params[{i}] is the same array as params[{j}]: every parameter must appear once"
-            )
-
-
-def _state_dtype(param: Any) -> np.dtype:
-    dtype = np.dtype(param.dtype)
-    if dtype == np.float16:
-        return np.dtype(np.float32)  # float16 params keep float32 state
-    return dtype
+from ._rules import SPECS, VELOCITY
 
 
 class Updater:
@@ -198,6 +137,16 @@ class Updater:
     def decoupled_weight_decay(self) -> bool:
         """Whether ``weight_decay`` is decoupled (AdamW) rather than L2; fixed at creation."""
         return self._shared.decoupled
+
+    @property
+    def master_weights(self) -> bool:
+        """Whether float32 master weights (state ``"master"``) back the 16-bit params."""
+        return self._shared.master_weights
+
+    @property
+    def rounding(self) -> str:
+        """How the 16-bit params are rounded: ``"nearest"`` (even) or ``"stochastic"``."""
+        return self._shared.rounding
 
     @property
     def hyperparameters(self) -> dict[str, float]:
@@ -376,7 +325,8 @@ class Updater:
         covered = None
         if self._velocity is not None:
             covered = [i for i, v in enumerate(self._velocity) if v is not None]
-        recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov)
+        master, rounding = shared.master_weights, shared.rounding
+        recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov, master, rounding)
         groups = [
             {"params": [shared.params[i] for i in indices], **values}
             for indices, values in zip(self._group_indices(), shared.groups)
@@ -386,69 +336,16 @@ class Updater:
 
 def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     """Inverse of :meth:`Updater.__reduce__`."""
-    name, decoupled, covered, nesterov = recipe
+    from ._build import make_updater, with_momentum  # _build imports this module
+
+    name, decoupled, covered, nesterov, *newer = recipe
+    newer += [False, "nearest"][len(newer) :]  # pickled before these options existed
+    master_weights, rounding = newer
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
-    upd = make_updater(spec, groups, defaults, 0.0, decoupled)
+    upd = make_updater(spec, groups, defaults, 0.0, decoupled, master_weights, rounding)
     if covered is not None:
         params = upd.params
         upd = with_momentum(upd, [params[i] for i in covered], 0.0, nesterov)
     upd.load_state_dict(state_dict)
     return upd
-
-
-def make_updater(
-    spec: RuleSpec,
-    params: Any,
-    hyper: dict[str, Any],
-    weight_decay: Any = 0.0,
-    decoupled_weight_decay: bool = False,
-) -> Updater:
-    """Build a rule updater after checking its hyperparameters and parameters."""
-    if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
-        raise TypeError("decoupled_weight_decay must be a bool")
-    allowed = (*spec.defaults, "weight_decay")
-    flat, group_of, overrides = parse_param_groups(params, allowed, f"{spec.name}() params")
-    values = {}
-    for name, value in hyper.items():
-        if value is None:
-            if all(name in o for o in overrides):
-                continue  # every group sets it (e.g. sgd's learning_rate)
-            raise TypeError(f"{spec.name}() missing required hyperparameter {name!r}")
-        values[name] = check_hyper(name, value)
-    values["weight_decay"] = check_hyper("weight_decay", weight_decay)
-    groups = [{**values, **o} for o in overrides]
-    if not flat and not isinstance(params, (list, tuple)):
-        flat = as_list(params, "params")  # a single array, or a clear TypeError
-    shared = _Shared(spec, flat, group_of or [0] * len(flat), groups, bool(decoupled_weight_decay))
-    return Updater(shared, shared.stepper, None)
-
-
-def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool) -> Updater:
-    """Wrap ``updater`` with Lasagne's (Nesterov) momentum, fused into the same pass."""
-    if not isinstance(updater, Updater):
-        raise TypeError(f"expected a fusedupdates updater, got {type(updater).__name__}")
-    if updater._velocity is not None:
-        raise ValueError(
-            f"the {updater.rule} updater already has a momentum modifier; stacking two is "
-            "not supported by the fused kernels"
-        )
-    mu = check_hyper("momentum", momentum)
-    shared = updater._shared
-    covered = range(len(shared.params))
-    if params is not None:
-        chosen = as_list(params, "params")
-        ids = {id(p): i for i, p in enumerate(shared.params)}
-        for j, p in enumerate(chosen):
-            if id(p) not in ids:
-                raise ValueError(f"params[{j}] is not one of the updater's parameters")
-        covered = {ids[id(p)] for p in chosen}
-    velocity = tuple(
-        shared.backend.zeros_like(p, _state_dtype(p)) if i in covered else None
-        for i, p in enumerate(shared.params)
-    )
-    stepper = updater._stepper.with_momentum(list(velocity), bool(nesterov))
-    stepper.set_hyperparameters(momentum=mu)
-    wrapped = Updater(shared, stepper, velocity, bool(nesterov))
-    object.__setattr__(wrapped, "_momentum", [mu] * len(shared.groups))
-    return wrapped

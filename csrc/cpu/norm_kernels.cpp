@@ -1,0 +1,252 @@
+// Norm reductions and scaling (total_norm_constraint, step(max_norm), norm_constraint),
+// compiled once per instruction set like kernels.cpp (split from it to keep both readable).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../rules/norm.h"
+#include "element_ranges.h"
+#include "isa_kernels.h"
+#include "storage.h"
+
+#ifndef FU_ISA_NS
+#error "FU_ISA_NS must name the instruction-set namespace"
+#endif
+
+namespace fusedupdates::cpu::FU_ISA_NS {
+namespace {
+
+// Squares are summed in double. float16 and bfloat16 go through float tiles with widen() /
+// narrow(), as apply_piece_16bit does: GCC cannot vectorise _Float16 conversions, and the scalar
+// loops ran ~10x slower than float32 instead of at the byte ratio.
+
+template <class T>
+double sum_squares_vector(const T* __restrict x, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(x[i]);
+    acc += v * v;
+  }
+  return acc;
+}
+
+// Sum of squares of x[0, n).
+template <class S>
+double sum_squares_contiguous(const S* x, int64_t n) {
+  if constexpr (kIs16Bit<S>) {
+    alignas(64) float tile[kHalfTile];
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i += kHalfTile) {
+      const int64_t w = std::min(n - i, kHalfTile);
+      widen(x + i, tile, w);
+      acc += sum_squares_vector(tile, w);
+    }
+    return acc;
+  } else {
+    return sum_squares_vector(x, n);
+  }
+}
+
+// out[i] = x[i] * f[i or 0] in T. x and out are the same array (in place) or disjoint
+// (validated): the in-place case gets its own loop so that __restrict stays truthful.
+template <class T, bool kPerElement>
+void multiply(const T* x, T* out, const T* f, int64_t n) {
+  const T f0 = f[0];
+  if (static_cast<const void*>(x) == static_cast<void*>(out)) {
+    T* __restrict o = out;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o[i] *= kPerElement ? f[i] : f0;
+  } else {
+    const T* __restrict in = x;
+    T* __restrict o = out;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o[i] = in[i] * (kPerElement ? f[i] : f0);
+  }
+}
+
+// out[i] = S(T(x[i]) * f[i or 0]) for i in [0, n).
+template <class S, bool kPerElement>
+void scale_contiguous(const S* x, S* out, const compute_t<S>* f, int64_t n) {
+  if constexpr (kIs16Bit<S>) {
+    alignas(64) float tile[kHalfTile];
+    for (int64_t i = 0; i < n; i += kHalfTile) {
+      const int64_t w = std::min(n - i, kHalfTile);
+      widen(x + i, tile, w);
+      multiply<float, kPerElement>(tile, tile, kPerElement ? f + i : f, w);
+      narrow(tile, out + i, w);
+    }
+  } else {
+    multiply<S, kPerElement>(x, out, f, n);
+  }
+}
+
+template <class GetPtr>
+double sum_squares(DType dtype, size_t count, const int64_t* numel_of, GetPtr ptr_of,
+                   int num_threads) {
+  double result = 0.0;
+  dispatch_dtype(dtype, [&](auto tag) {
+    using S = decltype(tag);
+    const ElementRanges ranges(count, [&](size_t i) { return numel_of[i]; });
+    result = ranges.deterministic_sum(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
+      return sum_squares_contiguous(static_cast<const S*>(ptr_of(t)) + lo, hi - lo);
+    });
+  });
+  return result;
+}
+
+}  // namespace
+
+double plan_sum_squares(const StepPlan& plan, int num_threads) {
+  thread_local std::vector<int64_t> numel;
+  numel.clear();
+  for (const TensorSlot& t : plan.tensors) numel.push_back(t.numel);
+  return sum_squares(
+      plan.dtype, numel.size(), numel.data(), [&](size_t t) { return plan.tensors[t].grad; },
+      num_threads);
+}
+
+double list_sum_squares(const ArrayList& list, int num_threads) {
+  return sum_squares(
+      list.dtype, list.numel.size(), list.numel.data(), [&](size_t t) { return list.inputs[t]; },
+      num_threads);
+}
+
+void list_scale(const ArrayList& list, double factor, int num_threads) {
+  dispatch_dtype(list.dtype, [&](auto tag) {
+    using S = decltype(tag);
+    const compute_t<S> f = static_cast<compute_t<S>>(factor);
+    const ElementRanges ranges(list.numel.size(), [&](size_t i) { return list.numel[i]; });
+    ranges.parallel_for_pieces(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
+      scale_contiguous<S, false>(static_cast<const S*>(list.inputs[t]) + lo,
+                                 static_cast<S*>(list.outputs[t]) + lo, &f, hi - lo);
+    });
+  });
+}
+
+namespace {
+
+// The sums of squares of one panel (NormPanels, element_ranges.h) into acc[0, column width).
+template <class S>
+void panel_sum_squares(const NormPanels& panels, const S* x, int64_t c, int64_t k, double* acc) {
+  const S* base = x + panels.column_offset(c) + panels.chunk_first_row(k) * panels.inner;
+  const int64_t rows = panels.chunk_rows(k), width = panels.column_width(c);
+  if (panels.inner == 1) {  // the reduced elements are contiguous
+    acc[0] = sum_squares_contiguous(base, rows);
+    return;
+  }
+  // Side by side: sums[j] += x[r, j]^2 row by row, vectorised along the row.
+  double sums[NormPanels::kColumnWidth] = {};
+  for (int64_t r = 0; r < rows; ++r) {
+    const S* row = base + r * panels.inner;
+    if constexpr (kIs16Bit<S>) {
+      alignas(64) float tile[NormPanels::kColumnWidth];
+      widen(row, tile, width);
+      for (int64_t j = 0; j < width; ++j) {
+        const double v = tile[j];
+        sums[j] += v * v;
+      }
+    } else {
+      for (int64_t j = 0; j < width; ++j) {
+        const double v = static_cast<double>(row[j]);
+        sums[j] += v * v;
+      }
+    }
+  }
+  std::copy(sums, sums + width, acc);
+}
+
+// Scales one panel by its column's multipliers factor[0, column width).
+template <class S>
+void panel_scale(const NormPanels& panels, const S* x, S* out, int64_t c, int64_t k,
+                 const compute_t<S>* factor) {
+  using T = compute_t<S>;
+  const int64_t offset = panels.column_offset(c) + panels.chunk_first_row(k) * panels.inner;
+  const int64_t rows = panels.chunk_rows(k), width = panels.column_width(c);
+  if (panels.inner == 1) {
+    scale_contiguous<S, false>(x + offset, out + offset, factor, rows);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const S* row = x + offset + r * panels.inner;
+    S* dst = out + offset + r * panels.inner;  // == row in place, else disjoint (validated)
+    if constexpr (kIs16Bit<S>) {
+      alignas(64) float tile[NormPanels::kColumnWidth];
+      widen(row, tile, width);
+      for (int64_t j = 0; j < width; ++j) tile[j] *= factor[j];
+      narrow(tile, dst, width);
+    } else {
+      for (int64_t j = 0; j < width; ++j)
+        dst[j] = static_cast<S>(static_cast<T>(row[j]) * factor[j]);
+    }
+  }
+}
+
+// x viewed as [outer, reduce, inner]; one norm per (outer, inner) position. Every norm is the
+// sum of its panels' sums (NormPanels: cut by shape alone) added in chunk order, whichever
+// schedule runs, so the result does not depend on the thread count.
+template <class S>
+void norm_constraint_typed(const S* x, S* out, int64_t outer, int64_t reduce, int64_t inner,
+                           double max_norm, double epsilon, int num_threads) {
+  using T = compute_t<S>;
+  constexpr int64_t W = NormPanels::kColumnWidth;
+  const NormPanels panels(outer, reduce, inner);
+  const bool parallel = outer * reduce * inner >= kParallelMinElements && num_threads > 1;
+  const auto factor_of = [&](double sum_squares) {
+    return static_cast<T>(norm_multiplier(std::sqrt(sum_squares), max_norm, epsilon));
+  };
+  if (!parallel || panels.columns >= 4 * num_threads) {
+    // Enough columns to share out: a task sums one column, then scales it, from cache when
+    // the column fits there.
+#pragma omp parallel for schedule(static) num_threads(num_threads) if (parallel)
+    for (int64_t c = 0; c < panels.columns; ++c) {
+      const int64_t width = panels.column_width(c);
+      double sums[W] = {}, part[W];
+      for (int64_t k = 0; k < panels.chunks; ++k) {
+        panel_sum_squares(panels, x, c, k, part);
+        for (int64_t j = 0; j < width; ++j) sums[j] += part[j];
+      }
+      T factor[W];
+      for (int64_t j = 0; j < width; ++j) factor[j] = factor_of(sums[j]);
+      for (int64_t k = 0; k < panels.chunks; ++k) panel_scale(panels, x, out, c, k, factor);
+    }
+    return;
+  }
+  // Few long columns (e.g. one norm over a whole vector): every panel's sums in parallel, then
+  // each column's added in chunk order, then every panel scaled.
+  const int64_t stride = panels.width;
+  std::vector<double> partial(panels.count() * stride);
+  std::vector<T> factors(panels.columns * stride);
+#pragma omp parallel num_threads(num_threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels.count(); ++p)
+      panel_sum_squares(panels, x, p / panels.chunks, p % panels.chunks, &partial[p * stride]);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < panels.columns; ++c)
+      for (int64_t j = 0; j < panels.column_width(c); ++j) {
+        double sum = 0.0;
+        for (int64_t k = 0; k < panels.chunks; ++k)
+          sum += partial[(c * panels.chunks + k) * stride + j];
+        factors[c * stride + j] = factor_of(sum);
+      }
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels.count(); ++p)
+      panel_scale(panels, x, out, p / panels.chunks, p % panels.chunks,
+                  &factors[p / panels.chunks * stride]);
+  }
+}
+
+}  // namespace
+
+void norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,
+                     int64_t inner, double max_norm, double epsilon, int num_threads) {
+  if (outer <= 0 || reduce <= 0 || inner <= 0) return;  // an empty array: nothing to do
+  dispatch_dtype(dtype, [&](auto tag) {
+    using S = decltype(tag);
+    norm_constraint_typed(static_cast<const S*>(x), static_cast<S*>(out), outer, reduce, inner,
+                          max_norm, epsilon, num_threads);
+  });
+}
+
+}  // namespace fusedupdates::cpu::FU_ISA_NS

@@ -1,0 +1,67 @@
+// Stochastic rounding of float32 tiles to a 16-bit format, with a counter-based generator: the
+// random bits of an element are a hash of (step, tensor index, element index), so a result is
+// reproducible and does not depend on the thread count or the tiling. The value is perturbed
+// in place by adding uniform random bits below the 16-bit format's last place and truncating
+// them; it is then exactly representable, and the ordinary narrow() stores it unchanged. The
+// same bit arithmetic is in python/fusedupdates/reference_mixed.py (stochastic_round).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace fusedupdates::cpu {
+
+// A well-mixing 32-bit integer hash (Wellons' lowbias32).
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// The generator key of one tensor in one step (step = t, 1-based).
+inline uint32_t rounding_key(double step, uint32_t tensor_index) {
+  return mix32(mix32(static_cast<uint32_t>(step)) ^ (tensor_index * 0x9e3779b9u));
+}
+
+// Where the random bits of a piece of a tensor start: its key and its first element's index.
+struct StochasticRounding {
+  uint32_t key;
+  int64_t first;
+};
+
+// Adds uniform random bits below the last place of the 16-bit format to x[0, n) (elements
+// first .. first + n - 1 of their tensor) and clears them. kIsBFloat16: drop 16 bits, always
+// (bfloat16 has float32's exponent range). float16: drop 13 bits, more below its smallest
+// normal 2^-14 (at most the 23 mantissa bits); below 2^-24 the result is 0 or 2^-24 with
+// probability |x| / 2^-24.
+template <bool kIsBFloat16>
+void perturb_for_stochastic_rounding(float* __restrict x, int64_t n, StochasticRounding sr) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], sizeof u);
+    const uint32_t r = mix32(sr.key ^ static_cast<uint32_t>(sr.first + i));
+    const uint32_t biased_exponent = (u >> 23) & 0xffu;
+    uint32_t out = u;
+    if (kIsBFloat16) {
+      out = (u + (r & 0xffffu)) & 0xffff0000u;
+    } else if (biased_exponent >= 103) {  // |x| >= 2^-24: the dropped bits are mantissa bits
+      const uint32_t below_normal = biased_exponent < 113 ? 113 - biased_exponent : 0;
+      const uint32_t mask = (1u << (13 + below_normal)) - 1u;
+      out = (u + (r & mask)) & ~mask;
+    } else {  // tinier: round to 0 or to the smallest float16 subnormal, 2^-24
+      float magnitude;
+      const uint32_t abs_bits = u & 0x7fffffffu;
+      std::memcpy(&magnitude, &abs_bits, sizeof magnitude);
+      const float uniform = static_cast<float>(r >> 8) * 0x1p-24f;  // [0, 1), 24 bits
+      const uint32_t smallest = 0x33800000u;                        // 2^-24 as float32
+      out = (u & 0x80000000u) | (uniform < magnitude * 0x1p24f ? smallest : 0u);
+    }
+    if (biased_exponent == 0xffu) out = u;  // Inf and NaN: unchanged (narrow() keeps NaN NaN)
+    std::memcpy(&x[i], &out, sizeof out);
+  }
+}
+
+}  // namespace fusedupdates::cpu

@@ -1,0 +1,74 @@
+"""16-bit parameters: which dtypes they are, the dtype of their state, and master weights.
+
+bfloat16 is ``ml_dtypes.bfloat16`` (an optional dependency): NumPy sees it as a user-defined
+2-byte dtype of kind ``"V"`` named ``"bfloat16"``, so it is recognised by those properties and
+this module never imports ml_dtypes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MASTER = "master"  # the state name of float32 master weights (csrc/bindings/cpu_stepper.h)
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    """Whether ``dtype`` is ml_dtypes' (or CuPy's) bfloat16."""
+    dtype = np.dtype(dtype)
+    return dtype.name == "bfloat16" and dtype.itemsize == 2 and dtype.kind == "V"
+
+
+def is_16bit_float(dtype: Any) -> bool:
+    """float16 or bfloat16: stored in 16 bits, computed and kept in float32."""
+    return np.dtype(dtype) == np.float16 or is_bfloat16(dtype)
+
+
+def state_dtype(param: Any) -> np.dtype:
+    """The dtype of a parameter's state buffers: float32 for 16-bit params, else its own."""
+    if is_16bit_float(param.dtype):
+        return np.dtype(np.float32)
+    return np.dtype(param.dtype)
+
+
+def check_master_weights(master_weights: Any, params: list) -> bool:
+    """Validate the ``master_weights`` keyword against the params, before anything is built."""
+    if not isinstance(master_weights, (bool, np.bool_)):
+        raise TypeError(f"master_weights must be a bool, got {type(master_weights).__name__}")
+    if not master_weights:
+        return False
+    for i, p in enumerate(params):
+        if not is_16bit_float(p.dtype):
+            raise ValueError(
+                f"params[{i}]: master_weights=True is for float16 and bfloat16 params, not "
+                f"{np.dtype(p.dtype)} (a float32 param is its own master copy)"
+            )
+    return True
+
+
+ROUNDINGS = ("nearest", "stochastic")
+
+
+def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bool) -> bool:
+    """Validate the ``rounding`` keyword; True for stochastic rounding."""
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be a str, got {type(rounding).__name__}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "nearest":
+        return False
+    if on_gpu:
+        raise ValueError("rounding='stochastic' is not supported for CuPy arrays yet (CPU only)")
+    if master_weights:
+        raise ValueError(
+            "rounding='stochastic' is instead of master weights: the master copy is rounded "
+            "to nearest; pass one of them"
+        )
+    for i, p in enumerate(params):
+        if not is_16bit_float(p.dtype):
+            raise ValueError(
+                f"params[{i}]: rounding='stochastic' is for float16 and bfloat16 params, not "
+                f"{np.dtype(p.dtype)}"
+            )
+    return True
