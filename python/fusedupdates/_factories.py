@@ -19,48 +19,31 @@ decay in its update rules):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from ._build import make_updater
+from ._factories_adam import adam, adamax, amsgrad
+from ._factory_docs import Params, _doc
 from ._modifiers import (
     _set_group_momentum,
     _split_group_momentum,
     apply_momentum,
     apply_nesterov_momentum,
 )
-from ._rules import ADADELTA, ADAGRAD, ADAM, ADAMAX, AMSGRAD, RMSPROP, SGD
+from ._rules import ADADELTA, ADAGRAD, RMSPROP, SGD
 from .updaters import Updater
 
-Params = Sequence[Any]
-
-_DECAY_DOC = """weight_decay : float, optional
-        Fused weight decay, default 0 (see :mod:`fusedupdates` and the README).
-    decoupled_weight_decay : bool, optional
-        AdamW-style decoupled decay instead of L2.
-    master_weights : bool, optional
-        float16 / bfloat16 params only (ValueError otherwise; NumPy arrays only for now):
-        keep a float32 copy of every param as the state buffer ``"master"`` (initialised
-        from the param). The step updates the master copy in the same fused pass and writes
-        it, rounded to nearest even, to the 16-bit param; the grads stay 16-bit. Costs 8
-        more bytes per element per step (adam: 30 B instead of 22 B). Change the params
-        through the updater only (``load_state_dict``): the master copy is what is updated.
-    rounding : {"nearest", "stochastic"}, optional
-        How float16 / bfloat16 params are rounded after each step (without master weights;
-        NumPy only): to nearest even (default), or stochastically, up with probability equal
-        to the distance from the value below, so small updates survive on average at no
-        extra memory (22 B per element for adam). The random bits are a hash of (t, param
-        index, element index): reproducible, whatever the thread count."""
-
-
-def _doc(text: str) -> Any:
-    """Fill the shared parameter text into a factory's docstring."""
-
-    def apply(fn: Any) -> Any:
-        fn.__doc__ = text.replace("{decay}", _DECAY_DOC)
-        return fn
-
-    return apply
+__all__ = [
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "amsgrad",
+    "apply_momentum",
+    "apply_nesterov_momentum",
+    "momentum",
+    "nesterov_momentum",
+    "rmsprop",
+    "sgd",
+]
 
 
 @_doc(
@@ -321,130 +304,4 @@ def adadelta(
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
         ADADELTA, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
-    )
-
-
-_ADAM_PARAMS = """Parameters
-    ----------
-    params : list of arrays
-        Parameters, updated in place.
-    learning_rate : float, optional
-        The step size.
-    beta1, beta2 : float, optional
-        Decays of the moment estimates, in [0, 1).
-    epsilon : float, optional
-        Stability constant, added to the denominator outside the square root and not
-        bias-corrected (Lasagne's placement; the step size a_t IS bias-corrected).
-    {decay}"""
-
-
-@_doc(
-    """Adam as in Lasagne.
-
-    ``a_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``;
-    ``v <- beta2 v + (1-beta2) g^2``; ``p <- p - a_t m / (sqrt(v) + epsilon)``.
-
-    """
-    + _ADAM_PARAMS
-    + """
-
-    Returns
-    -------
-    Updater
-        With ``m`` and ``v`` state buffers per parameter.
-
-    Examples
-    --------
-    >>> upd = fu.adam([w], learning_rate=1e-3, weight_decay=0.01,
-    ...               decoupled_weight_decay=True)  # AdamW  # doctest: +SKIP
-    """
-)
-def adam(
-    params: Params,
-    learning_rate: float = 0.001,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-    *,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    master_weights: bool = False,
-    rounding: str = "nearest",
-) -> Updater:
-    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
-    return make_updater(
-        ADAM, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
-    )
-
-
-@_doc(
-    """Adamax, the infinity-norm variant of Adam.
-
-    ``a_t = lr / (1 - beta1^t)``; ``m <- beta1 m + (1-beta1) g``; ``u <- max(beta2 u, |g|)``;
-    ``p <- p - a_t m / (u + epsilon)``.
-
-    """
-    + _ADAM_PARAMS
-    + """
-
-    Returns
-    -------
-    Updater
-        With ``m`` and ``u`` state buffers per parameter.
-
-    Examples
-    --------
-    >>> upd = fu.adamax([w])  # doctest: +SKIP
-    """
-)
-def adamax(
-    params: Params,
-    learning_rate: float = 0.002,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-    *,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    master_weights: bool = False,
-    rounding: str = "nearest",
-) -> Updater:
-    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
-    return make_updater(
-        ADAMAX, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
-    )
-
-
-@_doc(
-    """AMSGrad: Adam with ``v_hat <- max(v_hat, v)``; ``p <- p - a_t m / (sqrt(v_hat) + eps)``.
-
-    """
-    + _ADAM_PARAMS
-    + """
-
-    Returns
-    -------
-    Updater
-        With ``m``, ``v`` and ``v_hat`` state buffers per parameter.
-
-    Examples
-    --------
-    >>> upd = fu.amsgrad([w])  # doctest: +SKIP
-    """
-)
-def amsgrad(
-    params: Params,
-    learning_rate: float = 0.001,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-    *,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    master_weights: bool = False,
-    rounding: str = "nearest",
-) -> Updater:
-    hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
-    return make_updater(
-        AMSGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
     )

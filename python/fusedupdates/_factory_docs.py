@@ -1,0 +1,37 @@
+"""The text every factory's docstring shares, and the decorator that fills it in (split
+from _factories.py to keep each file small)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Params = Sequence[Any]
+
+_DECAY_DOC = """weight_decay : float, optional
+        Fused weight decay, default 0 (see :mod:`fusedupdates` and the README).
+    decoupled_weight_decay : bool, optional
+        AdamW-style decoupled decay instead of L2.
+    master_weights : bool, optional
+        float16 / bfloat16 params only (ValueError otherwise), NumPy or CuPy:
+        keep a float32 copy of every param as the state buffer ``"master"`` (initialised
+        from the param). The step updates the master copy in the same fused pass and writes
+        it, rounded to nearest even, to the 16-bit param; the grads stay 16-bit. Costs 8
+        more bytes per element per step (adam: 30 B instead of 22 B). Change the params
+        through the updater only (``load_state_dict``): the master copy is what is updated.
+    rounding : {"nearest", "stochastic"}, optional
+        How float16 / bfloat16 params are rounded after each step (without master weights;
+        NumPy only): to nearest even (default), or stochastically, up with probability equal
+        to the distance from the value below, so small updates survive on average at no
+        extra memory (22 B per element for adam). The random bits are a hash of (t, param
+        index, element index): reproducible, whatever the thread count."""
+
+
+def _doc(text: str) -> Any:
+    """Fill the shared parameter text into a factory's docstring."""
+
+    def apply(fn: Any) -> Any:
+        fn.__doc__ = text.replace("{decay}", _DECAY_DOC)
+        return fn
+
+    return apply
