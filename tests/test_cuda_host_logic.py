@@ -7,7 +7,9 @@ outside the graph and what a graph uses is never freed, that a table still read 
 work is never evicted, that two threads missing on the same table keep one entry, that t
 counts graph replays and is read from the stream the steps ran on without writing anything
 back, that a momentum wrapper's momentum survives the inner updater's changes (also in a
-captured graph), and that plain and momentum tensors run separate launches.
+captured graph), that plain and momentum tensors run separate launches, that each parameter
+group's launches use its own values (eagerly and in a replayed graph, t advancing once per
+step), and that a step skipped for a non-finite grad leaves the device t unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     ROOT / "tests" / "native" / "test_cuda_host.cpp",
+    ROOT / "tests" / "native" / "test_cuda_host_steps.cpp",
     ROOT / "tests" / "native" / "fake_runtime.cpp",
     ROOT / "csrc" / "cuda" / "tables.cpp",
     ROOT / "csrc" / "cuda" / "step_engine.cpp",

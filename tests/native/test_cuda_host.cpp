@@ -2,82 +2,11 @@
 // fake_runtime.cpp: ordering of tables across streams and captures, eviction, concurrent
 // misses, t and the control blocks of captured steps. Built and run by
 // tests/test_cuda_host_logic.py; prints one line per failed check and exits non-zero.
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <map>
-#include <memory>
-#include <string>
-#include <thread>
-#include <vector>
+#include "host_test_support.h"
 
-#include "../../csrc/cuda/step_engine.h"
-#include "../../csrc/cuda/tables.h"
-#include "fake_runtime.h"
-
-using namespace fusedupdates;
-using namespace fusedupdates::cuda;
-namespace fk = fusedupdates::cuda::fake;
+using namespace host_test;
 
 namespace {
-
-int failures = 0;
-#define CHECK(cond)                                               \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                 \
-    }                                                             \
-  } while (0)
-
-struct Allocation {
-  Stream stream;
-  std::size_t bytes;
-};
-std::vector<Allocation> allocations;
-int frees = 0;
-std::function<void()> on_alloc;  // a test's hook into the allocator (threads)
-
-DeviceMemory host_alloc(std::size_t bytes, int, Stream stream) {
-  if (on_alloc) on_alloc();
-  {
-    const std::lock_guard<std::recursive_mutex> lock(fk::lock());
-    allocations.push_back({stream, bytes});
-  }
-  void* p = std::calloc(1, bytes);
-  DeviceMemory m;
-  m.ptr = reinterpret_cast<std::uintptr_t>(p);
-  m.owner = std::shared_ptr<void>(p, [](void* q) {
-    const std::lock_guard<std::recursive_mutex> lock(fk::lock());
-    ++frees;
-    std::free(q);
-  });
-  return m;
-}
-
-std::string bytes_of(uint64_t tag) {  // a distinct 16-byte table
-  std::string s(16, '\0');
-  std::memcpy(s.data(), &tag, sizeof tag);
-  return s;
-}
-
-const Stream kSetup = setup_stream(0);
-const Stream A = fk::stream(1), B = fk::stream(2), C = fk::stream(3);
-
-void fresh() {
-  fk::reset();
-  allocations.clear();
-  frees = 0;
-  on_alloc = nullptr;
-}
-
-bool waited(Stream stream, Stream on) {
-  for (const fk::Wait& w : fk::state().waits)
-    if (w.stream == stream && w.on == on) return true;
-  return false;
-}
 
 // (6) A table uploaded for stream A is ordered before its use on any other stream.
 void test_upload_is_ordered_for_every_stream() {
@@ -152,41 +81,6 @@ void test_concurrent_misses_keep_one_entry() {
   CHECK(first && first == second);
   CHECK(cache.size() == 1 && cache.find(bytes_of(42)) == first);
   CHECK(allocations.size() == 2 && frees == 1);  // the loser's copy was freed, not returned
-}
-
-struct Engines {
-  std::shared_ptr<StepCore> core;
-  std::unique_ptr<StepEngine> inner, wrapper;
-  std::vector<double> memory = std::vector<double>(64, 0.0);
-  const void* grads[2];
-};
-
-std::unique_ptr<Engines> make_engines(bool functional = false) {
-  auto e = std::make_unique<Engines>();
-  e->core = std::make_shared<StepCore>(0, functional);
-  std::vector<TensorDesc> tensors(2);
-  for (int i = 0; i < 2; ++i) {
-    tensors[i] = TensorDesc{&e->memory[8 * i],
-                            {&e->memory[8 * i + 2], &e->memory[8 * i + 4]},
-                            2,
-                            DType::kFloat32,
-                            false};
-    e->grads[i] = &e->memory[32 + 8 * i];
-  }
-  e->inner = std::make_unique<StepEngine>(e->core, RuleId::kAdam, Modifier::kNone, tensors);
-  tensors[1].with_momentum = true;
-  tensors[1].state[2] = &e->memory[20];
-  e->wrapper = std::make_unique<StepEngine>(e->core, RuleId::kAdam, Modifier::kMomentum, tensors);
-  e->inner->set_hyperparameters([](HyperParams& h, double&) { h.learning_rate = 0.1; });
-  e->wrapper->set_hyperparameters([](HyperParams&, double& m) { m = 0.7; });
-  return e;
-}
-
-StepRequest request(Engines& e, Stream s) {
-  StepRequest r;
-  r.grads = e.grads;
-  r.stream.stream = s;
-  return r;
 }
 
 // (1) t counts the updates applied, replays included; (4) reading it synchronises the stream
@@ -295,107 +189,6 @@ void test_functional_capture_bakes_its_arguments() {
   for (int k = 0; k < 3; ++k) fk::replay(A);
   for (const fk::Launch& l : fk::state().launches) CHECK(l.step == 4 && !l.control);
 }
-
-// Parameter groups: one launch per (dtype, group, modifier), each with its group's values,
-// eagerly and in a captured graph; a group's change reaches only its launches; t is the
-// core's single counter, advanced once per step (not per group).
-void test_parameter_groups_launch_with_their_own_values() {
-  fresh();
-  std::vector<double> memory(64, 0.0);
-  auto core = std::make_shared<StepCore>(0, false, 2);
-  std::vector<TensorDesc> tensors(3);
-  const uint32_t group_of[3] = {1, 0, 1};
-  const void* grads[3];
-  for (int i = 0; i < 3; ++i) {
-    tensors[i] = TensorDesc{
-        &memory[8 * i], {&memory[8 * i + 2], &memory[8 * i + 4]}, 2, DType::kFloat32, i == 2,
-        group_of[i]};
-    if (i == 2) tensors[i].state[2] = &memory[30];
-    grads[i] = &memory[40 + 4 * i];
-  }
-  StepEngine engine(core, RuleId::kAdam, Modifier::kMomentum, tensors);
-  const auto& launches = engine.launches();
-  CHECK(launches.size() == 3);  // group 0 plain, group 1 plain, group 1 momentum
-  CHECK(launches[0].group == 0 && launches[1].group == 1 && launches[2].group == 1);
-  CHECK(!launches[1].with_momentum && launches[2].with_momentum);
-  engine.set_hyperparameters([](HyperParams& h, double& m) {
-    h.learning_rate = 0.1;
-    m = 0.5;
-  });
-  engine.set_hyperparameters(
-      [](HyperParams& h, double& m) {
-        h.learning_rate = 0.2;
-        m = 0.6;
-      },
-      1);
-  CHECK(engine.hyperparameters(0).learning_rate == 0.1 &&
-        engine.hyperparameters(1).momentum == 0.6);
-  StepRequest r;
-  r.grads = grads;
-  r.stream.stream = A;
-  engine.step(r);  // eager
-  const auto& l = fk::state().launches;
-  CHECK(l.size() == 3 && l[0].learning_rate == 0.1 && l[1].learning_rate == 0.2);
-  CHECK(l[2].learning_rate == 0.2 && l[2].momentum == 0.6 && l[0].step == 1 && l[2].step == 1);
-  fk::state().capturing.insert(A);
-  engine.step(r);  // captured: the control block holds both groups
-  fk::state().capturing.clear();
-  engine.set_hyperparameters(
-      [](HyperParams& h, double& m) {
-        h.learning_rate = 0.3;
-        m = 0.7;
-      },
-      1);
-  fk::state().launches.clear();
-  fk::replay(A);
-  fk::replay(A);
-  CHECK(l.size() == 6 && l[0].control && l[0].learning_rate == 0.1);
-  CHECK(l[1].learning_rate == 0.3 && l[2].learning_rate == 0.3 && l[2].momentum == 0.7);
-  CHECK(l[0].step == 2 && l[2].step == 2 && l[3].step == 3 && l[5].step == 3);
-  CHECK(engine.t() == 3);
-  bool threw = false;
-  try {
-    engine.set_hyperparameters([](HyperParams&, double&) {}, 2);
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw);
-}
-
-// Loss scaling: a step with skip_nonfinite moves t to the device (a control block, created
-// outside any graph), passes the scale and the applied-flag pointer to every launch, and a
-// non-finite sum of squares leaves t where it was, without any host synchronisation.
-void test_skip_nonfinite_keeps_t_on_the_device() {
-  fresh();
-  auto e = make_engines();
-  std::vector<double> norm_buffer(kNormBufferDoubles, 0.0);
-  StepRequest r = request(*e, A);
-  r.skip_nonfinite = true;
-  r.inverse_scale = 0.25;
-  r.norm_buffer = norm_buffer.data();
-  const auto applied = [&] {
-    return reinterpret_cast<const unsigned char*>(&norm_buffer[kFlagsOffset])[0];
-  };
-  norm_buffer[kPartialsOffset] = 1.0;  // finite grads
-  e->inner->step(r);
-  CHECK(e->core->control.ptr != 0 && applied() == 1);
-  CHECK(fk::state().launches.back().grad_scale == 0.25 && !fk::state().launches.back().skipped);
-  CHECK(!fk::logged("read"));                   // nothing read back from the device during a step
-  norm_buffer[kPartialsOffset] = std::nan("");  // a NaN grad
-  e->inner->step(r);
-  CHECK(fk::state().launches.back().skipped && applied() == 0);
-  CHECK(e->inner->t() == 1);  // the skipped step did not count (read from the device)
-  norm_buffer[kPartialsOffset] = 4.0;
-  const float device_scale = 8.0f;
-  r.scale_device = &device_scale;
-  e->inner->step(r);
-  CHECK(applied() == 1 && fk::state().launches.back().grad_scale == 0.125);
-  CHECK(fk::state().launches.back().step == 2 && e->inner->t() == 2);
-  StepRequest plain = request(*e, A);  // a plain step after them still counts on the device
-  e->inner->step(plain);
-  CHECK(e->inner->t() == 3);
-}
-
 }  // namespace
 
 int main() {
