@@ -386,3 +386,13 @@ def test_host_overhead_benchmark_runs():
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "12 tensors" in run.stdout and "median" in run.stdout
+
+
+def test_master_weights_need_16_bit_params_like_the_cpu():
+    def call(module, conv):
+        module.Stepper(SGD, conv(_f32(3)), [conv(_f32(3))], ["master"])
+
+    cpu, cuda = _errors(call)
+    assert cpu == cuda and "master weights are for float16 and bfloat16" in cpu[1]
+    s = _cuda.Stepper(SGD, _wrap(_f32(3, dtype=np.float16)), [_wrap(_f32(3))], ["master"])
+    assert len(s) == 1

@@ -111,17 +111,14 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
 
   const size_t n = params.arrays.size();
   // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
-  const bool with_master = !state_names_.empty() && state_names_.back() == kMasterState;
+  const bool with_master = has_master_state(state_names_);
   const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
   for (size_t i = 0; i < n; ++i) {
     const DType dtype = params.arrays[i].dtype;
-    if (stochastic_rounding_ &&
-        (with_master || (dtype != DType::kFloat16 && dtype != DType::kBFloat16)))
+    if (stochastic_rounding_ && (with_master || !is_16bit(dtype)))
       throw ArgValueError("params[" + std::to_string(i) + "]: stochastic rounding is for " +
                           "float16 and bfloat16 params without master weights");
-    if (with_master && dtype != DType::kFloat16 && dtype != DType::kBFloat16)
-      throw ArgValueError("params[" + std::to_string(i) + "]: master weights are for float16 " +
-                          "and bfloat16 params, not " + dtype_name(dtype));
+    if (with_master) check_master_dtype(i, dtype);
     const uint32_t group = group_of_[i];
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group))

@@ -88,7 +88,7 @@ void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity
   fixed_ = FixedArrays(params, states, allow_missing);
   const size_t n = params.arrays.size();
   // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
-  const bool with_master = !state_names_.empty() && state_names_.back() == kMasterState;
+  const bool with_master = has_master_state(state_names_);
   const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
   std::vector<cuda::TensorDesc> tensors(n);
   for (size_t i = 0; i < n; ++i) {
@@ -99,10 +99,10 @@ void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity
       t.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
     t.numel = params.arrays[i].numel;
     t.dtype = params.arrays[i].dtype;
-    if (with_master && t.dtype != DType::kFloat16 && t.dtype != DType::kBFloat16)
-      throw ArgValueError("params[" + std::to_string(i) + "]: master weights are for float16 " +
-                          "and bfloat16 params, not " + dtype_name(t.dtype));
-    if (with_master) t.master = reinterpret_cast<void*>(groups[1 + rule_states].arrays[i].ptr);
+    if (with_master) {
+      check_master_dtype(i, t.dtype);
+      t.master = reinterpret_cast<void*>(groups[1 + rule_states].arrays[i].ptr);
+    }
     t.group = group_of_[i];
     t.with_momentum = has_velocity && groups.back().arrays[i].present;
     if (t.with_momentum)

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/dtype.h"
 #include "../common/errors.h"
 #include "../rules/common.h"
 
@@ -100,6 +101,21 @@ inline double max_norm_value(const py::object& max_norm) {
 // The state name that marks float32 master weights (16-bit params only): given as the last
 // state list, the kernels update it in place of the param and write the param rounded.
 inline constexpr const char* kMasterState = "master";
+
+// Whether the last of `state_names` is the master copy (so it is not a rule state), shared by
+// both steppers.
+inline bool has_master_state(const std::vector<std::string>& state_names) {
+  return !state_names.empty() && state_names.back() == kMasterState;
+}
+
+inline bool is_16bit(DType dtype) { return dtype == DType::kFloat16 || dtype == DType::kBFloat16; }
+
+// Master weights only for 16-bit params: both steppers' check and message.
+inline void check_master_dtype(size_t index, DType dtype) {
+  if (!is_16bit(dtype))
+    throw ArgValueError("params[" + std::to_string(index) + "]: master weights are for float16 " +
+                        "and bfloat16 params, not " + dtype_name(dtype));
+}
 
 // Parameter groups, shared by both steppers so that their checks and messages agree.
 // The group index of each of `n` params (None: every param in group 0), numbered 0..G-1;
