@@ -38,13 +38,18 @@ def check_master_weights(master_weights: Any, params: list) -> bool:
         raise TypeError(f"master_weights must be a bool, got {type(master_weights).__name__}")
     if not master_weights:
         return False
+    _require_16bit(params, "master_weights=True", " (a float32 param is its own master copy)")
+    return True
+
+
+def _require_16bit(params: list, option: str, hint: str = "") -> None:
+    """``option`` is only for float16 / bfloat16 params: ValueError naming the first other."""
     for i, p in enumerate(params):
         if not is_16bit_float(p.dtype):
             raise ValueError(
-                f"params[{i}]: master_weights=True is for float16 and bfloat16 params, not "
-                f"{np.dtype(p.dtype)} (a float32 param is its own master copy)"
+                f"params[{i}]: {option} is for float16 and bfloat16 params, not "
+                f"{np.dtype(p.dtype)}{hint}"
             )
-    return True
 
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -65,10 +70,5 @@ def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bo
             "rounding='stochastic' is instead of master weights: the master copy is rounded "
             "to nearest; pass one of them"
         )
-    for i, p in enumerate(params):
-        if not is_16bit_float(p.dtype):
-            raise ValueError(
-                f"params[{i}]: rounding='stochastic' is for float16 and bfloat16 params, not "
-                f"{np.dtype(p.dtype)}"
-            )
+    _require_16bit(params, "rounding='stochastic'")
     return True
