@@ -12,6 +12,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../rules/norm.h"
+#include "../rules/quantize.h"
 #include "cpu_stepper.h"
 #include "module_common.h"
 #include "numpy_desc.h"
@@ -98,6 +99,49 @@ void bandwidth_probe(const py::list& rw, const py::list& ro) {
                         static_cast<int>(rp.size()), first.numel, cpu::num_threads());
 }
 
+// The one array of `name` (numel elements of `dtype`, contiguous, aligned, writeable if written).
+ArrayDesc one_array(const py::handle& obj, const char* name, DType dtype, int64_t numel,
+                    bool written) {
+  const ArrayDesc a = describe_numpy(obj, name, 0, false, /*allow_codes=*/true);
+  if (a.dtype != dtype)
+    throw ArgTypeError(std::string(name) + ": dtype " +
+                       (a.dtype == DType::kUnsupported ? a.dtype_str : dtype_name(a.dtype)) +
+                       ", expected " + dtype_name(dtype));
+  if (a.numel != numel)
+    throw ArgValueError(std::string(name) + ": " + std::to_string(a.numel) +
+                        " elements, expected " + std::to_string(numel));
+  if (!a.contiguous || !a.aligned)
+    throw ArgValueError(std::string(name) + ": array is not C-contiguous and aligned");
+  if (written && !a.writeable) throw ArgValueError(std::string(name) + ": array is read-only");
+  return a;
+}
+
+// x (float32) <-> 8-bit codes (uint8) and one float32 absmax per kQuantBlock elements, with
+// the kernels' own code (checkpoint conversion and tests). The three arrays must be disjoint.
+void quantize_blockwise(const py::object& x, const py::object& codes, const py::object& absmax,
+                        bool is_signed, bool forward) {
+  const ArrayDesc xd = describe_numpy(x, "x", 0, false);
+  const int64_t n = xd.numel;
+  one_array(x, "x", DType::kFloat32, n, !forward);
+  const ArrayDesc cd = one_array(codes, "codes", DType::kUInt8, n, forward);
+  const ArrayDesc ad = one_array(absmax, "absmax", DType::kFloat32, quant_blocks(n), forward);
+  const ArrayGroup all{"arrays", {xd, cd, ad}, true};
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t j = i + 1; j < 3; ++j) {
+      const ArrayDesc &a = all.arrays[i], &b = all.arrays[j];
+      if (a.nbytes() && b.nbytes() && a.ptr < b.ptr + b.nbytes() && b.ptr < a.ptr + a.nbytes())
+        throw ArgValueError("x, codes and absmax must not overlap");
+    }
+  auto* xp = reinterpret_cast<float*>(xd.ptr);
+  auto* cp = reinterpret_cast<uint8_t*>(cd.ptr);
+  auto* ap = reinterpret_cast<float*>(ad.ptr);
+  py::gil_scoped_release release;
+  if (forward)
+    cpu::kernels().quantize(xp, cp, ap, n, is_signed, cpu::num_threads());
+  else
+    cpu::kernels().dequantize(cp, ap, xp, n, is_signed, cpu::num_threads());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
@@ -107,10 +151,12 @@ PYBIND11_MODULE(_cpu, m) {
 The native object behind one updater: validated params and states, t and the hyperparameters.
 Built once; step(grads) checks only the grads. Internal: use the fusedupdates factories.)doc")
       .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
-                    const py::object&, bool>(),
+                    const py::object&, bool, const py::object&>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
-           py::arg("groups") = py::none(), py::kw_only(), py::arg("stochastic_rounding") = false)
-      .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
+           py::arg("groups") = py::none(), py::kw_only(), py::arg("stochastic_rounding") = false,
+           py::arg("scales") = py::none())
+      .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"),
+           py::kw_only(), py::arg("velocity_scales") = py::none())
       .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),
            py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)
       .def_property_readonly("last_step_applied", &CpuStepper::last_step_applied)
@@ -122,6 +168,21 @@ Built once; step(grads) checks only the grads. Internal: use the fusedupdates fa
       .def("__len__", &CpuStepper::size);
   m.attr("HYPER_FIELDS") = py::str(bindings::hyper_field_names());
   m.attr("CLIP_EPSILON") = kClipEpsilon;
+  m.attr("QUANT_BLOCK") = kQuantBlock;
+  m.def(
+      "quantize_blockwise",
+      [](const py::object& x, const py::object& codes, const py::object& absmax, bool is_signed) {
+        quantize_blockwise(x, codes, absmax, is_signed, true);
+      },
+      py::arg("x"), py::arg("codes"), py::arg("absmax"), py::arg("signed"),
+      "x (float32) -> codes (uint8) and absmax (float32, one per QUANT_BLOCK), in place.");
+  m.def(
+      "dequantize_blockwise",
+      [](const py::object& codes, const py::object& absmax, const py::object& out, bool is_signed) {
+        quantize_blockwise(out, codes, absmax, is_signed, false);
+      },
+      py::arg("codes"), py::arg("absmax"), py::arg("out"), py::arg("signed"),
+      "codes and absmax -> out (float32), in place.");
   m.def("total_norm_constraint", &total_norm_constraint, py::arg("xs"), py::arg("out"),
         py::arg("max_norm"), py::arg("epsilon"));
   m.def("norm_constraint", &norm_constraint, py::arg("x"), py::arg("out"), py::arg("outer"),

@@ -22,6 +22,7 @@ std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& pla
     out[p].dtype = plans[p].dtype;
     out[p].nesterov = plans[p].nesterov;
     out[p].stochastic_rounding = plans[p].stochastic_rounding;
+    out[p].state_format = plans[p].state_format;
     out[p].hyper = plans[p].hyper;
     out[p].tensors.clear();
     for (const cpu::TensorSlot& slot : plans[p].tensors)
@@ -41,7 +42,7 @@ std::unique_lock<std::mutex> lock_core(StepperCore& core) {
 
 CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
                        const std::vector<std::string>& state_names, const py::object& group_indices,
-                       bool stochastic_rounding) {
+                       bool stochastic_rounding, const py::object& scales) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
@@ -59,14 +60,51 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
   for (size_t k = 0; k < state_names.size(); ++k) {
     const std::string name = "state '" + state_names[k] + "'";
     const py::tuple s = hold_items(states[k], name.c_str());
-    groups.push_back(describe_list(s, name, true));
+    groups.push_back(describe_list(s, name, true, false, /*allow_codes=*/true));
     for (const py::handle a : s) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
   }
-  build(groups, false);
+  const size_t rule_states = state_names.size() - (has_master_state(state_names) ? 1 : 0);
+  for (size_t k = 0; k < rule_states; ++k) scale_names_.push_back(state_names[k]);
+  hold_scales(scales, rule_states, p.size(), "scales");
+  build(groups, describe_scales(), false);
 }
 
-std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& velocity,
-                                                      bool nesterov) const {
+// Holds lists (None, or `count` lists of n entries, each None or an array) in scale_arrays_.
+void CpuStepper::hold_scales(const py::object& lists, size_t count, size_t n,
+                             const std::string& what) {
+  if (lists.is_none()) {
+    scale_arrays_.insert(scale_arrays_.end(), count * n, py::none());
+    return;
+  }
+  const py::tuple outer = hold_items(lists, what.c_str());
+  if (outer.size() != count)
+    throw ArgValueError(what + ": expected " + std::to_string(count) +
+                        " lists (one per state), got " + std::to_string(outer.size()));
+  for (size_t k = 0; k < count; ++k) {
+    const py::tuple items = hold_items(outer[k], what.c_str());
+    if (items.size() != n)
+      throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + "[" +
+                          std::to_string(k) + "] for " + std::to_string(n) + " params");
+    for (const py::handle a : items) scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  }
+}
+
+// The block scales as validator groups, one per state with scales (the rule's, the velocity).
+std::vector<ArrayGroup> CpuStepper::describe_scales() const {
+  std::vector<ArrayGroup> out;
+  const size_t count = scale_names_.size();
+  const size_t per = count ? scale_arrays_.size() / count : 0;
+  for (size_t k = 0; k < count; ++k) {
+    py::tuple items(per);
+    for (size_t i = 0; i < per; ++i) items[i] = scale_arrays_[k * per + i];
+    out.push_back(describe_list(items, "state '" + scale_names_[k] + "_absmax'", true,
+                                /*optional_items=*/true));
+  }
+  return out;
+}
+
+std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& velocity, bool nesterov,
+                                                      const py::object& velocity_scales) const {
   if (has_velocity_)
     throw ArgValueError(
         "this stepper already has a momentum modifier; stacking two is not "
@@ -88,31 +126,64 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   for (size_t k = 0; k <= state_names_.size(); ++k) {
     py::tuple items(n);
     for (size_t i = 0; i < n; ++i) items[i] = arrays_[k * n + i];
-    groups.push_back(
-        describe_list(items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'", true));
+    groups.push_back(describe_list(items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'",
+                                   true, false, true));
   }
-  groups.push_back(describe_list(v, "state 'velocity'", true, /*optional_items=*/true));
-  w->build(groups, true);
+  groups.push_back(describe_list(v, "state 'velocity'", true, /*optional_items=*/true, true));
+  w->scale_arrays_ = scale_arrays_;
+  w->scale_names_ = scale_names_;
+  w->scale_names_.push_back("velocity");
+  if (velocity_scales.is_none()) {
+    w->scale_arrays_.insert(w->scale_arrays_.end(), n, py::none());
+  } else {
+    const py::tuple items = hold_items(velocity_scales, "velocity_scales");
+    if (items.size() != n)
+      throw ArgValueError("got " + std::to_string(items.size()) +
+                          " arrays in velocity_scales for " + std::to_string(n) + " params");
+    for (const py::handle a : items)
+      w->scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+  }
+  w->build(groups, w->describe_scales(), true);
   return w;
 }
 
-void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity) {
+namespace {
+
+cpu::StateFormat format_of(DType storage) {
+  return storage == DType::kBFloat16 ? cpu::StateFormat::kBFloat16
+         : storage == DType::kUInt8  ? cpu::StateFormat::kInt8
+                                     : cpu::StateFormat::kFull;
+}
+
+}  // namespace
+
+// groups: params, the rule's states, [master], [velocity]; scale_groups: one per rule state,
+// then one for the velocity when has_velocity.
+void CpuStepper::build(const std::vector<ArrayGroup>& groups,
+                       const std::vector<ArrayGroup>& scale_groups, bool has_velocity) {
   has_velocity_ = has_velocity;
   const ArrayGroup& params = groups[0];
-  std::vector<const ArrayGroup*> states;
-  std::vector<bool> allow_missing;
-  for (size_t k = 1; k < groups.size(); ++k) {
-    states.push_back(&groups[k]);
-    allow_missing.push_back(has_velocity && k + 1 == groups.size());
-  }
-  fixed_ = FixedArrays(params, states, allow_missing);
-  for (const ArrayGroup& g : groups)
-    for (const ArrayDesc& a : g.arrays) array_ptrs_.push_back(a.present ? a.ptr : 0);
-
-  const size_t n = params.arrays.size();
   // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
   const bool with_master = has_master_state(state_names_);
   const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
+  const ArrayGroup no_scales{"no scales", std::vector<ArrayDesc>(params.arrays.size()), true};
+  std::vector<const ArrayGroup*> states, scales;
+  std::vector<bool> allow_missing, full_only;
+  for (size_t k = 1; k < groups.size(); ++k) {
+    const bool is_master = with_master && k == 1 + rule_states;
+    const bool is_velocity = has_velocity && k + 1 == groups.size();
+    states.push_back(&groups[k]);
+    allow_missing.push_back(is_velocity);
+    full_only.push_back(is_master);
+    scales.push_back(is_master ? &no_scales : &scale_groups[is_velocity ? rule_states : k - 1]);
+  }
+  fixed_ = FixedArrays(params, states, allow_missing, scales, full_only);
+  for (const ArrayGroup& g : groups)
+    for (const ArrayDesc& a : g.arrays) array_ptrs_.push_back(a.present ? a.ptr : 0);
+  for (const ArrayGroup& g : scale_groups)
+    for (const ArrayDesc& a : g.arrays) scale_ptrs_.push_back(a.present ? a.ptr : 0);
+
+  const size_t n = params.arrays.size();
   for (size_t i = 0; i < n; ++i) {
     const DType dtype = params.arrays[i].dtype;
     if (stochastic_rounding_ && (with_master || !is_16bit(dtype)))
@@ -120,26 +191,37 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity)
                           "float16 and bfloat16 params without master weights");
     if (with_master) check_master_dtype(i, dtype);
     const uint32_t group = group_of_[i];
+    const cpu::StateFormat format = format_of(fixed_.state_storage(i));
     size_t plan = 0;
-    while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group))
+    while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group ||
+                                    plans_[plan].state_format != format))
       ++plan;
     if (plan == plans_.size()) {
-      plans_.push_back(cpu::StepPlan{rule_, dtype, nesterov_, stochastic_rounding_, {}, {}});
+      plans_.push_back(
+          cpu::StepPlan{rule_, dtype, nesterov_, stochastic_rounding_, format, {}, {}});
       plan_group_.push_back(group);
     }
     cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr),
                          nullptr,
                          {},
                          nullptr,
+                         {},
                          params.arrays[i].numel,
                          false,
                          static_cast<uint32_t>(i)};
-    for (size_t k = 0; k < rule_states; ++k)
+    const auto scales_at = [&](size_t k) {
+      const ArrayDesc& a = scale_groups[k].arrays[i];
+      return a.present ? reinterpret_cast<float*>(a.ptr) : nullptr;
+    };
+    for (size_t k = 0; k < rule_states; ++k) {
       slot.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+      slot.scales[k] = scales_at(k);
+    }
     if (with_master) slot.master = reinterpret_cast<void*>(groups[1 + rule_states].arrays[i].ptr);
     if (has_velocity && groups.back().arrays[i].present) {
       slot.with_momentum = true;
       slot.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
+      slot.scales[rule_states] = scales_at(rule_states);
     }
     slot_of_.push_back(
         SlotRef{static_cast<uint32_t>(plan), static_cast<uint32_t>(plans_[plan].tensors.size())});
@@ -159,6 +241,11 @@ void CpuStepper::check_fixed_unchanged() const {
                                  ? "state '" + state_names_[group - 1] + "'"
                                  : "state 'velocity'";
     throw ArgValueError(name + "[" + std::to_string(i) +
+                        "]: the array was made read-only after the updater was built");
+  }
+  for (size_t j = 0; j < scale_arrays_.size(); ++j) {
+    if (scale_ptrs_[j] == 0 || still_writeable_at(scale_arrays_[j], scale_ptrs_[j])) continue;
+    throw ArgValueError("state '" + scale_names_[j / n] + "_absmax'[" + std::to_string(j % n) +
                         "]: the array was made read-only after the updater was built");
   }
 }

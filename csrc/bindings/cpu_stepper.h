@@ -38,14 +38,18 @@ class CpuStepper {
   // optionally the master weights (state name kMasterState).
   // groups: the parameter group of each param (None: one group), numbered 0..G-1.
   // stochastic_rounding: round the 16-bit params stochastically (keyed by t and param index).
+  // scales: None, or one list per rule state: the float32 block absmax array of each uint8
+  // (8-bit compact) state array, None for the others (bfloat16 state needs none).
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
              const std::vector<std::string>& state_names, const py::object& groups,
-             bool stochastic_rounding = false);
+             bool stochastic_rounding = false, const py::object& scales = py::none());
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares
   // this stepper's core (t, rule hyperparameters, lock) and state arrays. velocity: one
   // entry per param, None where the modifier does not apply.
-  std::shared_ptr<CpuStepper> with_momentum(const py::sequence& velocity, bool nesterov) const;
+  // velocity_scales: as scales above, for the velocity (None: no uint8 velocity).
+  std::shared_ptr<CpuStepper> with_momentum(const py::sequence& velocity, bool nesterov,
+                                            const py::object& velocity_scales = py::none()) const;
 
   // One fused update of every param; returns the total norm (a float) when max_norm is given.
   // grad_scale: the grads are divided by it inside the kernel (loss scaling); it implies
@@ -65,7 +69,10 @@ class CpuStepper {
 
  private:
   CpuStepper() = default;
-  void build(const std::vector<ArrayGroup>& groups, bool has_velocity);
+  void build(const std::vector<ArrayGroup>& groups, const std::vector<ArrayGroup>& scale_groups,
+             bool has_velocity);
+  void hold_scales(const py::object& lists, size_t count, size_t n, const std::string& first_name);
+  std::vector<ArrayGroup> describe_scales() const;
   void check_fixed_unchanged() const;
 
   std::shared_ptr<StepperCore> core_;
@@ -81,6 +88,11 @@ class CpuStepper {
   // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).
   std::vector<py::object> arrays_;
   std::vector<std::uintptr_t> array_ptrs_;  // their data pointers, as validated
+  // The block scales of 8-bit states, held the same way: [k * n + i] for state k (the rule's,
+  // then the velocity), None where the state is not uint8; empty without any.
+  std::vector<py::object> scale_arrays_;
+  std::vector<std::string> scale_names_;  // per state k, for messages
+  std::vector<std::uintptr_t> scale_ptrs_;
   FixedArrays fixed_;
   std::vector<cpu::StepPlan> plans_;  // one per (storage dtype, group); grads set per step
   std::vector<uint32_t> plan_group_;  // plan -> its group

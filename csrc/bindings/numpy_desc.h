@@ -31,13 +31,15 @@ inline bool is_bfloat16(const py::dtype& dt) {
   return true;
 }
 
-inline DType numpy_dtype(const py::dtype& dt) {
+// allow_codes: uint8 is accepted (the codes of 8-bit compact state), elsewhere it is not.
+inline DType numpy_dtype(const py::dtype& dt, bool allow_codes = false) {
   // Byte-swapped arrays share the type number of native ones: reject them explicitly.
   if (dt.byteorder() == '>') return DType::kUnsupported;  // little-endian hosts only
   switch (dt.num()) {
-    case 23: return DType::kFloat16;  // NPY_HALF
-    case 11: return DType::kFloat32;  // NPY_FLOAT
-    case 12: return DType::kFloat64;  // NPY_DOUBLE
+    case 2: return allow_codes ? DType::kUInt8 : DType::kUnsupported;  // NPY_UBYTE
+    case 23: return DType::kFloat16;                                   // NPY_HALF
+    case 11: return DType::kFloat32;                                   // NPY_FLOAT
+    case 12: return DType::kFloat64;                                   // NPY_DOUBLE
     default: return is_bfloat16(dt) ? DType::kBFloat16 : DType::kUnsupported;
   }
 }
@@ -53,7 +55,7 @@ inline std::string type_name(const py::handle& obj) {
 // obj must be a numpy.ndarray (TypeError otherwise); None allowed when optional. The
 // location string is only built on error: this runs for every array of every step.
 inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& name, size_t index,
-                                bool optional) {
+                                bool optional, bool allow_codes = false) {
   ArrayDesc d;
   if (optional && obj.is_none()) return d;
   if (!py::isinstance<py::array>(obj))
@@ -64,7 +66,7 @@ inline ArrayDesc describe_numpy(const py::handle& obj, const std::string& name, 
   d.ptr = reinterpret_cast<std::uintptr_t>(a.data());
   d.numel = a.size();
   const py::dtype dt = a.dtype();
-  d.dtype = numpy_dtype(dt);
+  d.dtype = numpy_dtype(dt, allow_codes);
   if (d.dtype == DType::kUnsupported) d.dtype_str = py::str(dt);
   static_assert(sizeof(py::ssize_t) == sizeof(int64_t), "64-bit platforms only");
   d.shape = reinterpret_cast<const int64_t*>(a.shape());
@@ -95,7 +97,7 @@ inline py::tuple hold_items(const py::handle& seq, const char* name) {
 }
 
 inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, bool writeable,
-                                bool optional_items = false) {
+                                bool optional_items = false, bool allow_codes = false) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
     throw ArgTypeError(name + ": expected a list of arrays, got " + type_name(seq));
   ArrayGroup g{name, {}, writeable};
@@ -103,7 +105,7 @@ inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, 
   g.arrays.reserve(n);
   const auto items = py::reinterpret_borrow<py::sequence>(seq);
   for (size_t i = 0; i < n; ++i)
-    g.arrays.push_back(describe_numpy(items[i], name, i, optional_items));
+    g.arrays.push_back(describe_numpy(items[i], name, i, optional_items, allow_codes));
   return g;
 }
 

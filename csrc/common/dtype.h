@@ -10,6 +10,7 @@ enum class DType : int {
   kFloat32 = 1,
   kFloat64 = 2,
   kBFloat16 = 3,
+  kUInt8 = 4,  // only the codes of 8-bit compact state; never a param or grad
   kUnsupported = -1
 };
 
@@ -19,11 +20,13 @@ inline const char* dtype_name(DType d) {
     case DType::kFloat32: return "float32";
     case DType::kFloat64: return "float64";
     case DType::kBFloat16: return "bfloat16";
+    case DType::kUInt8: return "uint8";
     default: return "unsupported";
   }
 }
 
 inline int64_t dtype_size(DType d) {
+  if (d == DType::kUInt8) return 1;
   return d == DType::kFloat16 || d == DType::kBFloat16 ? 2 : d == DType::kFloat32 ? 4 : 8;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "../rules/quantize.h"
 #include "errors.h"
 
 namespace fusedupdates {
@@ -28,10 +29,9 @@ std::string dtype_of(const ArrayDesc& a) {
 }
 
 // The most common mistake (float64 grads from float64 data into float32 params) gets a fix.
-std::string grad_dtype_message(const ArrayGroup& grads, size_t i, const ArrayDesc& g,
-                               DType param) {
-  return at(grads, i) + ": dtype " + dtype_of(g) + " does not match params[" +
-         std::to_string(i) + "] dtype " + dtype_name(param) +
+std::string grad_dtype_message(const ArrayGroup& grads, size_t i, const ArrayDesc& g, DType param) {
+  return at(grads, i) + ": dtype " + dtype_of(g) + " does not match params[" + std::to_string(i) +
+         "] dtype " + dtype_name(param) +
          " (grads must have their param's dtype: convert with g.astype(p.dtype), or compute "
          "the gradient in " +
          dtype_name(param) + ")";
@@ -126,10 +126,60 @@ void validate_inputs_outputs(const ArrayGroup& inputs, const ArrayGroup* outputs
   check_overlaps({&ins, &outs});
 }
 
+namespace {
+
+// The storage of param p's state s, or a TypeError: the compute dtype, or compact.
+void check_state_dtype(const ArrayGroup& sg, size_t i, const ArrayDesc& s, const ArrayDesc& p,
+                       DType& storage) {
+  const DType full = state_dtype(p.dtype);
+  const bool compact =
+      p.dtype != DType::kFloat64 && (s.dtype == DType::kBFloat16 || s.dtype == DType::kUInt8);
+  if (s.dtype != full && !compact)
+    throw ArgTypeError(at(sg, i) + ": dtype " + dtype_of(s) + " but " + dtype_name(p.dtype) +
+                       " params need " + dtype_name(full) + " state" +
+                       (p.dtype == DType::kFloat64 ? "" : " (or bfloat16 / uint8 compact state)"));
+  if (storage == DType::kUnsupported) storage = s.dtype;
+  if (s.dtype != storage)
+    throw ArgTypeError(at(sg, i) + ": dtype " + dtype_of(s) + " but the param's other states are " +
+                       dtype_name(storage) + ": a param's states share one storage (" +
+                       dtype_name(full) + " state, or bfloat16 / uint8 compact state)");
+}
+
+// The block scales of 8-bit state s (present exactly when s is uint8).
+void check_scales(const ArrayGroup& scales, size_t i, const ArrayDesc& s, const ArrayGroup& sg) {
+  const ArrayDesc& a = scales.arrays[i];
+  if (s.dtype != DType::kUInt8) {
+    if (a.present)
+      throw ArgValueError(at(scales, i) + ": block scales are only for uint8 (8-bit) state, " +
+                          at(sg, i) + " is " + dtype_of(s));
+    return;
+  }
+  if (!a.present) throw ArgValueError(at(scales, i) + ": missing block scales of uint8 state");
+  if (a.dtype != DType::kFloat32)
+    throw ArgTypeError(at(scales, i) + ": dtype " + dtype_of(a) + ", block scales are float32");
+  if (a.numel != quant_blocks(s.numel))
+    throw ArgValueError(at(scales, i) + ": " + std::to_string(a.numel) + " block scales for " +
+                        std::to_string(s.numel) + " elements (need " +
+                        std::to_string(quant_blocks(s.numel)) + ", one per " +
+                        std::to_string(kQuantBlock) + ")");
+  check_one(scales, i, true);
+}
+
+}  // namespace
+
 FixedArrays::FixedArrays(const ArrayGroup& params, const std::vector<const ArrayGroup*>& states,
-                         const std::vector<bool>& allow_missing) {
+                         const std::vector<bool>& allow_missing,
+                         const std::vector<const ArrayGroup*>& scales,
+                         const std::vector<bool>& full_only) {
   const size_t n = params.arrays.size();
   for (const ArrayGroup* s : states)
+    if (s->arrays.size() != n)
+      throw ArgValueError("got " + std::to_string(s->arrays.size()) + " arrays in " + s->name +
+                          " for " + std::to_string(n) + " params");
+  if (!scales.empty() && scales.size() != states.size())
+    throw ArgValueError("got " + std::to_string(scales.size()) + " lists of block scales for " +
+                        std::to_string(states.size()) + " states");
+  for (const ArrayGroup* s : scales)
     if (s->arrays.size() != n)
       throw ArgValueError("got " + std::to_string(s->arrays.size()) + " arrays in " + s->name +
                           " for " + std::to_string(n) + " params");
@@ -137,19 +187,28 @@ FixedArrays::FixedArrays(const ArrayGroup& params, const std::vector<const Array
   for (size_t i = 0; i < n; ++i) {
     const ArrayDesc& p = params.arrays[i];
     check_one(params, i, true);
+    if (p.dtype == DType::kUInt8)
+      throw ArgTypeError(at(params, i) + ": unsupported dtype uint8 (expected a float dtype)");
     if (p.device != device_)
       throw ArgValueError(at(params, i) + ": is on device " + std::to_string(p.device) +
                           " but params[0] is on device " + std::to_string(device_));
+    DType storage = DType::kUnsupported;
     for (size_t k = 0; k < states.size(); ++k) {
       const ArrayGroup& sg = *states[k];
       const ArrayDesc& s = sg.arrays[i];
       if (!s.present) {
+        if (!scales.empty() && scales[k]->arrays[i].present)
+          throw ArgValueError(at(*scales[k], i) + ": block scales of a missing state");
         if (allow_missing[k]) continue;
         throw ArgValueError(at(sg, i) + ": missing state array");
       }
-      if (s.dtype != state_dtype(p.dtype))
-        throw ArgTypeError(at(sg, i) + ": dtype " + dtype_of(s) + " but " + dtype_name(p.dtype) +
-                           " params need " + dtype_name(state_dtype(p.dtype)) + " state");
+      if (k < full_only.size() && full_only[k]) {
+        if (s.dtype != state_dtype(p.dtype))
+          throw ArgTypeError(at(sg, i) + ": dtype " + dtype_of(s) + " but " + dtype_name(p.dtype) +
+                             " params need it in " + dtype_name(state_dtype(p.dtype)));
+      } else {
+        check_state_dtype(sg, i, s, p, storage);
+      }
       if (!same_shape(s, p))
         throw ArgValueError(at(sg, i) + ": shape " + shape_str(s) + " does not match " +
                             at(params, i) + " shape " + shape_str(p));
@@ -157,13 +216,24 @@ FixedArrays::FixedArrays(const ArrayGroup& params, const std::vector<const Array
       if (s.device != p.device)
         throw ArgValueError(at(sg, i) + ": is on device " + std::to_string(s.device) + " but " +
                             at(params, i) + " is on device " + std::to_string(p.device));
+      if (scales.empty()) {
+        if (s.dtype == DType::kUInt8)
+          throw ArgValueError(at(sg, i) + ": uint8 (8-bit) state needs its block scales");
+      } else {
+        check_scales(*scales[k], i, s, sg);
+        if (scales[k]->arrays[i].present && scales[k]->arrays[i].device != p.device)
+          throw ArgValueError(at(*scales[k], i) + ": is on a different device than " +
+                              at(params, i));
+      }
     }
+    state_storage_.push_back(storage == DType::kUnsupported ? state_dtype(p.dtype) : storage);
     dtypes_.push_back(p.dtype);
     numel_.push_back(p.numel);
     shapes_.emplace_back(p.shape, p.shape + p.ndim);
   }
   std::vector<const ArrayGroup*> all{&params};
   all.insert(all.end(), states.begin(), states.end());
+  all.insert(all.end(), scales.begin(), scales.end());
   check_overlaps(all);
   names_.push_back(params.name);
   for (const ArrayGroup* g : all) {
@@ -189,7 +259,8 @@ void FixedArrays::check_grad(const ArrayDesc& g, size_t i) const {
   const ArrayGroup grads{"grads", {}, false};
   if (g.dtype != dtypes_[i]) throw ArgTypeError(grad_dtype_message(grads, i, g, dtypes_[i]));
   const std::vector<int64_t>& shape = shapes_[i];
-  if (g.ndim != static_cast<int>(shape.size()) || !std::equal(shape.begin(), shape.end(), g.shape)) {
+  if (g.ndim != static_cast<int>(shape.size()) ||
+      !std::equal(shape.begin(), shape.end(), g.shape)) {
     ArrayDesc p;
     p.shape = shape.data();
     p.ndim = static_cast<int>(shape.size());

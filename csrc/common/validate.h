@@ -42,13 +42,22 @@ std::string shape_str(const ArrayDesc& a);
 class FixedArrays {
  public:
   FixedArrays() = default;
+  // scales: empty, or one group per state: the float32 block absmax values of each uint8
+  // (8-bit compact) state array, None for every other. A param's states (velocity included)
+  // share one storage: its compute dtype, or, for float16/32 and bfloat16 params, bfloat16 or
+  // uint8 (compact state). full_only (empty: none): states kept in the compute dtype whatever
+  // the others are (the float32 master weights).
   FixedArrays(const ArrayGroup& params, const std::vector<const ArrayGroup*>& states,
-              const std::vector<bool>& allow_missing);
+              const std::vector<bool>& allow_missing,
+              const std::vector<const ArrayGroup*>& scales = {},
+              const std::vector<bool>& full_only = {});
 
   size_t size() const { return dtypes_.size(); }
   DType dtype(size_t i) const { return dtypes_[i]; }
   int64_t numel(size_t i) const { return numel_[i]; }
   int device() const { return device_; }
+  // The dtype param i's states are stored in (its state_dtype when it has no state).
+  DType state_storage(size_t i) const { return state_storage_[i]; }
 
   // Checks grads[i] against params[i] (type, dtype, shape, layout, device) and against every
   // written array (no overlap). Throws ArgTypeError / ArgValueError naming the index.
@@ -63,6 +72,7 @@ class FixedArrays {
     size_t index;
   };
   std::vector<DType> dtypes_;
+  std::vector<DType> state_storage_;
   std::vector<int64_t> numel_;
   std::vector<std::vector<int64_t>> shapes_;
   std::vector<std::string> names_;  // group names, for messages

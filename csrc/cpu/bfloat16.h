@@ -11,7 +11,15 @@
 #include <immintrin.h>
 #endif
 
+#ifndef FU_ISA_NS
+#error "included only by the per-instruction-set kernels (FU_ISA_NS names their namespace)"
+#endif
+
+// Inside the instruction set's inline namespace: each ISA's object file compiles these inline
+// functions with its own -march flags, and a shared name would let the linker keep one copy
+// (say the AVX-512 one) for every ISA's out-of-line calls.
 namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {
 
 inline float bf16_bits_to_float(uint16_t bits) {
   const uint32_t u = static_cast<uint32_t>(bits) << 16;
@@ -118,4 +126,5 @@ inline void narrow(const float* __restrict in, bfloat16_t* __restrict out, int64
   for (; i < n; ++i) dst[i] = float_to_bf16_bits(in[i]);
 }
 
+}  // namespace FU_ISA_NS
 }  // namespace fusedupdates::cpu

@@ -8,7 +8,15 @@
 #include <cstdint>
 #include <vector>
 
+#ifndef FU_ISA_NS
+#error "included only by the per-instruction-set kernels (FU_ISA_NS names their namespace)"
+#endif
+
+// Inside the instruction set's inline namespace: each ISA's object file compiles these inline
+// functions with its own -march flags, and a shared name would let the linker keep one copy
+// (say the AVX-512 one) for every ISA's out-of-line calls.
 namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {
 
 // Below this many elements in a whole step, forking threads costs more than it saves.
 constexpr int64_t kParallelMinElements = 1 << 15;
@@ -131,4 +139,5 @@ struct NormPanels {
   }
 };
 
+}  // namespace FU_ISA_NS
 }  // namespace fusedupdates::cpu

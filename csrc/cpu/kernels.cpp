@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "../rules/rules.h"
+#include "element_loop.h"
 #include "element_ranges.h"
 #include "isa_kernels.h"
 #include "step_plan.h"
@@ -18,29 +19,6 @@
 
 namespace fusedupdates::cpu::FU_ISA_NS {
 namespace {
-
-// The inner loop over one contiguous piece. Separate __restrict pointers per stream (not an
-// array of pointers) let the compiler prove the streams independent and vectorise.
-template <class S, class Rule>
-void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p,
-                 const S* __restrict g, compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
-                 compute_t<S>* __restrict s2, compute_t<S>* __restrict s3, int64_t n) {
-  using T = compute_t<S>;
-  constexpr int K = Rule::kNumStates;
-#pragma GCC ivdep
-  for (int64_t i = 0; i < n; ++i) {
-    StateVec<T, K> s;
-    if constexpr (K > 0) s[0] = s0[i];
-    if constexpr (K > 1) s[1] = s1[i];
-    if constexpr (K > 2) s[2] = s2[i];
-    if constexpr (K > 3) s[3] = s3[i];
-    p[i] = static_cast<S>(update_element(rule, k, static_cast<T>(p[i]), static_cast<T>(g[i]), s));
-    if constexpr (K > 0) s0[i] = s[0];
-    if constexpr (K > 1) s1[i] = s[1];
-    if constexpr (K > 2) s2[i] = s[2];
-    if constexpr (K > 3) s3[i] = s[3];
-  }
-}
 
 // 16-bit storage (float16, bfloat16): widen a tile of p and g to float, run the float loop,
 // narrow p back (to nearest even, or stochastically when sr is given).
@@ -119,6 +97,7 @@ void apply_step_typed(const StepPlan& plan, int num_threads) {
 }
 
 void apply_step(const StepPlan& plan, int num_threads) {
+  if (plan.state_format != StateFormat::kFull) return apply_step_compact(plan, num_threads);
   dispatch_dtype(plan.dtype, [&](auto tag) {
     using S = decltype(tag);
     if (!dispatch_rule(plan.rule, [&]<template <class> class R>() {
@@ -185,7 +164,7 @@ void stream(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n
 const KernelTable& kernel_table() {
   static const KernelTable table{
       FU_STR(FU_ISA_NAME), apply_step, plan_sum_squares, list_sum_squares, list_scale,
-      norm_constraint,     stream};
+      norm_constraint,     stream,     quantize,         dequantize};
   return table;
 }
 

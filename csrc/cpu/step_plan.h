@@ -9,6 +9,11 @@
 
 namespace fusedupdates::cpu {
 
+// How a tensor's states are stored (every state of one tensor alike, its velocity included):
+// in the compute type, as bfloat16 (rounded to nearest even after each step) or as the 8-bit
+// blockwise code of csrc/rules/quantize.h with one float32 absmax per kQuantBlock elements.
+enum class StateFormat : int { kFull = 0, kBFloat16 = 1, kInt8 = 2 };
+
 struct TensorSlot {
   void* param;
   const void* grad;
@@ -16,6 +21,7 @@ struct TensorSlot {
   // 16-bit params with master weights: their float32 copy, which the rule updates in place of
   // the param (the param is then only written, rounded); nullptr otherwise.
   void* master;
+  float* scales[kMaxStates];  // kInt8 format: each state's block absmax values
   int64_t numel;
   bool with_momentum;
   uint32_t index;  // the param's index: with the step, it keys stochastic rounding
@@ -26,6 +32,7 @@ struct StepPlan {
   DType dtype;  // storage dtype of params and grads
   bool nesterov;
   bool stochastic_rounding;  // 16-bit params: round stochastically instead of to nearest even
+  StateFormat state_format;  // of every tensor of the plan (float16/32 and bfloat16 params)
   HyperParams hyper;         // grad_scale is filled by the backend when clipping
   std::vector<TensorSlot> tensors;
 };
@@ -53,6 +60,12 @@ struct KernelTable {
   // (n_rw read and written, n_ro only read) as an update rule but no math to speak of.
   void (*stream)(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n_ro,
                  int64_t numel, int num_threads);
+  // The 8-bit blockwise code on its own (checkpoint conversion, tests): x (float32, n) to
+  // codes and one absmax per block, and back.
+  void (*quantize)(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
+                   int num_threads);
+  void (*dequantize)(const uint8_t* codes, const float* absmax, float* x, int64_t n, bool is_signed,
+                     int num_threads);
 };
 
 }  // namespace fusedupdates::cpu

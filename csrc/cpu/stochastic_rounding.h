@@ -9,7 +9,15 @@
 #include <cstring>
 #include <type_traits>
 
+#ifndef FU_ISA_NS
+#error "included only by the per-instruction-set kernels (FU_ISA_NS names their namespace)"
+#endif
+
+// Inside the instruction set's inline namespace: each ISA's object file compiles these inline
+// functions with its own -march flags, and a shared name would let the linker keep one copy
+// (say the AVX-512 one) for every ISA's out-of-line calls.
 namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {
 
 // A well-mixing 32-bit integer hash (Wellons' lowbias32).
 inline uint32_t mix32(uint32_t x) {
@@ -64,4 +72,5 @@ void perturb_for_stochastic_rounding(float* __restrict x, int64_t n, StochasticR
   }
 }
 
+}  // namespace FU_ISA_NS
 }  // namespace fusedupdates::cpu

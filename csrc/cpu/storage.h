@@ -12,7 +12,15 @@
 #include <immintrin.h>
 #endif
 
+#ifndef FU_ISA_NS
+#error "included only by the per-instruction-set kernels (FU_ISA_NS names their namespace)"
+#endif
+
+// Inside the instruction set's inline namespace: each ISA's object file compiles these inline
+// functions with its own -march flags, and a shared name would let the linker keep one copy
+// (say the AVX-512 one) for every ISA's out-of-line calls.
 namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {
 
 #if defined(__FLT16_MAX__)
 using half_t = _Float16;  // GCC >= 12 / Clang native type
@@ -72,4 +80,5 @@ inline void narrow(const float* __restrict in, half_t* __restrict out, int64_t n
   for (; i < n; ++i) out[i] = static_cast<half_t>(in[i]);
 }
 
+}  // namespace FU_ISA_NS
 }  // namespace fusedupdates::cpu

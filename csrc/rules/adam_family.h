@@ -42,6 +42,7 @@ template <typename T>
 struct Adam {
   using value_type = T;
   static constexpr int kNumStates = 2;
+  static constexpr unsigned kSignedStates = 0b01;  // m; v >= 0
   AdamMoments<T> moments;
   T eps, step_size;
   FU_HD explicit Adam(const HyperParams& h)
@@ -57,6 +58,7 @@ template <typename T>
 struct Adamax {
   using value_type = T;
   static constexpr int kNumStates = 2;
+  static constexpr unsigned kSignedStates = 0b01;  // m; u >= 0
   T b1, one_minus_b1, b2, eps, step_size;
   FU_HD explicit Adamax(const HyperParams& h)
       : b1(T(h.beta1)),
@@ -80,6 +82,7 @@ template <typename T>
 struct Amsgrad {
   using value_type = T;
   static constexpr int kNumStates = 3;
+  static constexpr unsigned kSignedStates = 0b001;  // m; v, v_hat >= 0
   AdamMoments<T> moments;
   T eps, step_size;
   FU_HD explicit Amsgrad(const HyperParams& h)

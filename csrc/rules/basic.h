@@ -9,6 +9,7 @@ template <typename T>
 struct Sgd {
   using value_type = T;
   static constexpr int kNumStates = 0;
+  static constexpr unsigned kSignedStates = 0;
   T lr;
   FU_HD explicit Sgd(const HyperParams& h) : lr(T(h.learning_rate)) {}
   FU_HD T operator()(T g, StateVec<T, 0>&) const { return -(lr * g); }
@@ -19,6 +20,7 @@ template <typename T>
 struct Adagrad {
   using value_type = T;
   static constexpr int kNumStates = 1;
+  static constexpr unsigned kSignedStates = 0;  // accu >= 0
   T lr, eps;
   FU_HD explicit Adagrad(const HyperParams& h) : lr(T(h.learning_rate)), eps(T(h.epsilon)) {}
   FU_HD T operator()(T g, StateVec<T, 1>& s) const {
@@ -33,6 +35,7 @@ template <typename T>
 struct Rmsprop {
   using value_type = T;
   static constexpr int kNumStates = 1;
+  static constexpr unsigned kSignedStates = 0;  // accu >= 0
   T lr, rho, one_minus_rho, eps;
   FU_HD explicit Rmsprop(const HyperParams& h)
       : lr(T(h.learning_rate)),
@@ -52,6 +55,7 @@ template <typename T>
 struct Adadelta {
   using value_type = T;
   static constexpr int kNumStates = 2;
+  static constexpr unsigned kSignedStates = 0;  // accu, delta_accu >= 0
   T lr, rho, one_minus_rho, eps;
   FU_HD explicit Adadelta(const HyperParams& h)
       : lr(T(h.learning_rate)),

@@ -54,6 +54,11 @@ enum class RuleId : int {
 constexpr int kNumRules = 7;
 constexpr int kMaxStates = 4;  // amsgrad (3) + velocity
 
+// Every rule also says which of its states may be negative, as a bit mask
+// (kSignedStates, bit k for state k): compact 8-bit state (quantize.h) stores those with a
+// signed code and the never-negative ones (second moments, accumulators) with an unsigned
+// code that spends the sign bit on range. fusedupdates/_rules.py repeats it (tested).
+
 // Per-element state of a rule. Always at least one slot so that stateless rules
 // (sgd) still have a valid array type; the unused slot is never read or written.
 template <typename T, int K>

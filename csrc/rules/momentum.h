@@ -12,6 +12,7 @@ struct WithMomentum {
   using value_type = T;
   static constexpr int kInnerStates = Inner::kNumStates;
   static constexpr int kNumStates = kInnerStates + 1;
+  static constexpr unsigned kSignedStates = Inner::kSignedStates | (1u << kInnerStates);
   Inner inner;
   T mu;
   FU_HD explicit WithMomentum(const HyperParams& h) : inner(h), mu(T(h.momentum)) {}

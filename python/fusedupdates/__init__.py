@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any as _Any
 
-from . import functional, reference, reference_mixed
+from . import functional, reference, reference_compact, reference_mixed
+from ._compact import convert_state_dict
 from ._factories import (
     adadelta,
     adagrad,
@@ -48,6 +49,8 @@ __all__ = [
     "functional",
     "reference",
     "reference_mixed",
+    "reference_compact",
+    "convert_state_dict",
     "build_info",
     "set_num_threads",
     "get_num_threads",

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._compact import SCALES, allocate, check_state_dtype
 from ._dispatch import as_list, backend_for
 from ._groups import parse_param_groups
 from ._hyper import check_hyper, native_fields
@@ -42,6 +43,7 @@ class _Shared:
         decoupled: bool,
         master_weights: Any = False,
         rounding: Any = "nearest",
+        compact: Any = None,
     ):
         if not params:
             raise ValueError(
@@ -58,10 +60,10 @@ class _Shared:
         self.master_weights = check_master_weights(master_weights, params)
         stochastic = check_rounding(rounding, params, self.master_weights, on_gpu)
         self.rounding = rounding
-        self.state = {
-            name: tuple(self.backend.zeros_like(p, state_dtype(p)) for p in params)
-            for name in spec.state_names
-        }
+        self.state_dtype = check_state_dtype(compact, params, on_gpu)
+        self.state, self.scales = {}, {}
+        for name in spec.state_names:
+            self.state[name], self.scales[name] = self.allocate()
         state_names = list(spec.state_names)
         if self.master_weights:  # the last state: the native stepper knows it by name
             self.state[MASTER] = tuple(_master_copy(self.backend, p) for p in params)
@@ -70,6 +72,8 @@ class _Shared:
         extra = {"groups": list(group_of)} if len(groups) > 1 else {}
         if stochastic:  # keyword only when used: the CUDA stepper does not take it
             extra["stochastic_rounding"] = True
+        if self.state_dtype == "int8":
+            extra["scales"] = [list(self.scales[n]) for n in spec.state_names]
         self.stepper = self.backend.make_stepper(
             spec.rule_id,
             list(params),
@@ -79,6 +83,28 @@ class _Shared:
         )
         for index, values in enumerate(self.groups):
             self.stepper.set_hyperparameters(group=index, **native_fields(values, decoupled))
+
+    def allocate(self, covered: Any = None) -> tuple[tuple, tuple]:
+        """Zeroed buffers of one state for every param (those in ``covered`` when given, None
+        for the others), in the updater's state storage, and their block scales (None where
+        the storage has none)."""
+        buffers, scales = [], []
+        for i, p in enumerate(self.params):
+            if covered is not None and i not in covered:
+                buffers.append(None)
+                scales.append(None)
+                continue
+            buffer, scale = allocate(self.backend, p, state_dtype(p), self.state_dtype)
+            buffers.append(buffer)
+            scales.append(scale)
+        return tuple(buffers), tuple(scales)
+
+    def scale_states(self) -> dict[str, list]:
+        """The block scales of 8-bit states as states named ``<name>_absmax`` (none unless
+        state_dtype is int8)."""
+        if self.state_dtype != "int8":
+            return {}
+        return {name + SCALES: list(arrays) for name, arrays in self.scales.items()}
 
 
 def _master_copy(backend: Any, param: Any) -> Any:
@@ -97,6 +123,7 @@ def make_updater(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     """Build a rule updater after checking its hyperparameters and parameters."""
     if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
@@ -122,6 +149,7 @@ def make_updater(
         bool(decoupled_weight_decay),
         master_weights,
         rounding,
+        state_dtype,
     )
     return Updater(shared, shared.stepper, None)
 
@@ -145,12 +173,10 @@ def with_momentum(updater: Updater, params: Any, momentum: float, nesterov: bool
             if id(p) not in ids:
                 raise ValueError(f"params[{j}] is not one of the updater's parameters")
         covered = {ids[id(p)] for p in chosen}
-    velocity = tuple(
-        shared.backend.zeros_like(p, state_dtype(p)) if i in covered else None
-        for i, p in enumerate(shared.params)
-    )
-    stepper = updater._stepper.with_momentum(list(velocity), bool(nesterov))
+    velocity, velocity_scales = shared.allocate(set(covered))
+    extra = {"velocity_scales": list(velocity_scales)} if shared.state_dtype == "int8" else {}
+    stepper = updater._stepper.with_momentum(list(velocity), bool(nesterov), **extra)
     stepper.set_hyperparameters(momentum=mu)
-    wrapped = Updater(shared, stepper, velocity, bool(nesterov))
+    wrapped = Updater(shared, stepper, velocity, bool(nesterov), velocity_scales)
     object.__setattr__(wrapped, "_momentum", [mu] * len(shared.groups))
     return wrapped

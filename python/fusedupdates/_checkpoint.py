@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ._compact import bfloat16_dtype
 from ._hyper import check_count, check_hyper
+from ._precision import is_bfloat16
 
 _HYPER, _STATE, _COUNT, _GROUP = "hyperparameters/", "state/", "state_count/", "param_groups/"
 
@@ -24,6 +26,8 @@ def flatten_state_dict(state_dict: dict[str, Any]) -> dict[str, np.ndarray]:
         "t": np.array(state_dict["t"], dtype=np.int64),
         "decoupled_weight_decay": np.array(bool(state_dict.get("decoupled_weight_decay"))),
     }
+    if state_dict.get("state_dtype") is not None:
+        flat["state_dtype"] = np.array(state_dict["state_dtype"])
     for name, value in state_dict["hyperparameters"].items():
         flat[_HYPER + name] = np.array(value, dtype=np.float64)
     for g, group in enumerate(state_dict.get("param_groups", [])):
@@ -34,7 +38,10 @@ def flatten_state_dict(state_dict: dict[str, Any]) -> dict[str, np.ndarray]:
         flat[_COUNT + name] = np.array(len(arrays), dtype=np.int64)
         for i, a in enumerate(arrays):
             if a is not None:
-                flat[f"{_STATE}{name}/{i}"] = np.asarray(a)
+                a = np.asarray(a)
+                if is_bfloat16(a.dtype):  # .npz has no bfloat16: its bits, read back below
+                    a = a.view(np.uint16)
+                flat[f"{_STATE}{name}/{i}"] = a
     return flat
 
 
@@ -48,6 +55,8 @@ def unflatten_state_dict(flat: dict[str, np.ndarray]) -> dict[str, Any]:
             "hyperparameters": {},
             "state": {},
         }
+        if "state_dtype" in flat:
+            out["state_dtype"] = str(flat["state_dtype"].item())
     except (KeyError, ValueError) as err:
         raise ValueError(f"not a fusedupdates checkpoint: missing or bad entry {err}") from None
     for key, value in flat.items():
@@ -71,6 +80,8 @@ def unflatten_state_dict(flat: dict[str, np.ndarray]) -> dict[str, Any]:
             arrays = out["state"].get(name)
             if arrays is None or not index.isdigit() or int(index) >= len(arrays):
                 raise ValueError(f"not a fusedupdates checkpoint: unexpected entry {key!r}")
+            if out.get("state_dtype") == "bfloat16" and name != "master":
+                value = value.view(bfloat16_dtype()) if value.dtype == np.uint16 else value
             arrays[int(index)] = value
     return out
 
@@ -94,6 +105,15 @@ def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, list[dict], dict]:
         raise ValueError(
             f"state_dict has decoupled_weight_decay={bool(decoupled)}, this updater "
             f"{upd.decoupled_weight_decay}"
+        )
+    saved_dtype = state_dict.get("state_dtype")
+    if isinstance(saved_dtype, np.ndarray) and saved_dtype.ndim == 0:
+        saved_dtype = saved_dtype.item()
+    if saved_dtype != upd.state_dtype:
+        raise ValueError(
+            f"state_dict has state_dtype={saved_dtype!r}, this updater {upd.state_dtype!r}: "
+            f"convert it first with fusedupdates.convert_state_dict(state_dict, "
+            f"{upd.state_dtype!r})"
         )
     groups = _check_groups(upd, state_dict)
     saved_in, mine = state_dict["state"], upd.state

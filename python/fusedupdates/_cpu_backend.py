@@ -20,13 +20,21 @@ def make_stepper(
     *,
     functional: bool = False,
     stochastic_rounding: bool = False,
+    scales: list | None = None,
 ) -> _cpu.Stepper:
     """The native stepper of one updater: validates params and states once, owns ``t`` and
     each parameter group's hyperparameters (``groups``: the group index of each param).
     ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``);
-    ``stochastic_rounding`` rounds 16-bit params stochastically (CPU only)."""
+    ``stochastic_rounding`` rounds 16-bit params stochastically and ``scales`` holds the
+    block scales of 8-bit states (CPU only)."""
     return _cpu.Stepper(
-        rule_id, params, states, state_names, groups, stochastic_rounding=stochastic_rounding
+        rule_id,
+        params,
+        states,
+        state_names,
+        groups,
+        stochastic_rounding=stochastic_rounding,
+        scales=scales,
     )
 
 

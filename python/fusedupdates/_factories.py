@@ -80,10 +80,18 @@ def sgd(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate}
     return make_updater(
-        SGD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        SGD,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )
 
 
@@ -121,6 +129,7 @@ def momentum(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -130,6 +139,7 @@ def momentum(
         decoupled_weight_decay=decoupled_weight_decay,
         master_weights=master_weights,
         rounding=rounding,
+        state_dtype=state_dtype,
     )
     return _set_group_momentum(apply_momentum(inner, momentum=momentum), group_momentum)
 
@@ -168,6 +178,7 @@ def nesterov_momentum(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -177,6 +188,7 @@ def nesterov_momentum(
         decoupled_weight_decay=decoupled_weight_decay,
         master_weights=master_weights,
         rounding=rounding,
+        state_dtype=state_dtype,
     )
     return _set_group_momentum(apply_nesterov_momentum(inner, momentum=momentum), group_momentum)
 
@@ -213,10 +225,18 @@ def adagrad(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "epsilon": epsilon}
     return make_updater(
-        ADAGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        ADAGRAD,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )
 
 
@@ -255,10 +275,18 @@ def rmsprop(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
-        RMSPROP, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        RMSPROP,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )
 
 
@@ -300,8 +328,16 @@ def adadelta(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
-        ADADELTA, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        ADADELTA,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )

@@ -53,10 +53,18 @@ def adam(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
-        ADAM, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        ADAM,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )
 
 
@@ -91,10 +99,18 @@ def adamax(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
-        ADAMAX, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        ADAMAX,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )
 
 
@@ -126,8 +142,16 @@ def amsgrad(
     decoupled_weight_decay: bool = False,
     master_weights: bool = False,
     rounding: str = "nearest",
+    state_dtype: str | None = None,
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
-        AMSGRAD, params, hyper, weight_decay, decoupled_weight_decay, master_weights, rounding
+        AMSGRAD,
+        params,
+        hyper,
+        weight_decay,
+        decoupled_weight_decay,
+        master_weights,
+        rounding,
+        state_dtype,
     )

@@ -6,12 +6,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from . import _hyper
 from ._dispatch import as_list, backend_for
+from ._precision import state_dtype
 from ._rules import RuleSpec
 
 ArrayOrList = Union[Any, Sequence[Any]]
 Norm = Optional[Any]
+
+
+def _check_full_state(params: list, states: list, name: str) -> None:
+    """Functional steps take full-precision state only (compact state needs an updater's
+    block scales): a clear TypeError for any other dtype. Arrays of other kinds are left to
+    the native checks."""
+    for i, (p, s) in enumerate(zip(params, states)):
+        if s is None or not hasattr(s, "dtype") or not hasattr(p, "dtype"):
+            continue
+        want = state_dtype(p)
+        if np.dtype(s.dtype) != want:
+            raise TypeError(
+                f"state '{name}'[{i}]: dtype {np.dtype(s.dtype)} but {np.dtype(p.dtype)} params "
+                f"need {want} state (compact state is for updaters: state_dtype=)"
+            )
 
 
 def fused_step(
@@ -44,6 +62,8 @@ def fused_step(
         )
     state_lists = [as_list(s, f"state '{n}'") for s, n in zip(states, spec.state_names)]
     velocity_list = None if velocity is None else as_list(velocity, "velocity")
+    for name, arrays in zip((*spec.state_names, "velocity"), (*state_lists, velocity_list or [])):
+        _check_full_state(params, arrays, name)
     if spec.uses_step:
         if step is None:
             raise TypeError(f"{spec.name} needs step=t, the 1-based update count")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._checkpoint import check_state_dict, flatten_state_dict, unflatten_state_dict
+from ._compact import SCALES
 from ._dispatch import as_list
 from ._groups import ParamGroup
 from ._hyper import check_grad_scale, check_hyper, check_max_norm, native_fields
@@ -49,8 +50,16 @@ class Updater:
         torch-style live views, one per group: ``upd.param_groups[1]["learning_rate"] = 1e-4``.
     """
 
-    def __init__(self, shared: Any, stepper: Any, velocity: tuple | None, nesterov: bool = False):
+    def __init__(
+        self,
+        shared: Any,
+        stepper: Any,
+        velocity: tuple | None,
+        nesterov: bool = False,
+        velocity_scales: tuple | None = None,
+    ):
         object.__setattr__(self, "_shared", shared)
+        object.__setattr__(self, "_velocity_scales", velocity_scales)
         object.__setattr__(self, "_stepper", stepper)
         object.__setattr__(self, "_velocity", velocity)
         object.__setattr__(self, "_nesterov", nesterov)
@@ -128,10 +137,20 @@ class Updater:
     @property
     def state(self) -> dict[str, list]:
         """State buffers by name (new lists of the updater's own arrays)."""
-        state = {name: list(arrays) for name, arrays in self._shared.state.items()}
+        shared = self._shared
+        state = {name: list(arrays) for name, arrays in shared.state.items()}
         if self._velocity is not None:
             state[VELOCITY] = list(self._velocity)
+        state.update(shared.scale_states())
+        if self._velocity is not None and shared.state_dtype == "int8":
+            state[VELOCITY + SCALES] = list(self._velocity_scales)
         return state
+
+    @property
+    def state_dtype(self) -> str | None:
+        """How the states are stored: None (the params' compute dtype), ``"bfloat16"`` or
+        ``"int8"`` (8-bit blockwise codes with ``<name>_absmax`` block scales)."""
+        return self._shared.state_dtype
 
     @property
     def decoupled_weight_decay(self) -> bool:
@@ -236,11 +255,15 @@ class Updater:
             ``{"rule", "decoupled_weight_decay", "t", "hyperparameters", "param_groups",
             "state"}``: ``param_groups`` lists each group's parameter indices and values;
             ``state`` maps each state name to a list of NumPy copies (None for parameters
-            without velocity).
+            without velocity). With compact state, also ``"state_dtype"``, and ``state`` holds
+            what is stored: bfloat16 arrays, or uint8 codes with their ``<name>_absmax``
+            block scales (:func:`fusedupdates.convert_state_dict` converts to float32).
         """
         to_numpy = self._shared.backend.to_numpy
+        compact = self._shared.state_dtype
         with self._shared.lock:
             return {
+                **({"state_dtype": compact} if compact is not None else {}),
                 "rule": self.rule,
                 "decoupled_weight_decay": self.decoupled_weight_decay,
                 "t": self.t,
@@ -327,6 +350,8 @@ class Updater:
             covered = [i for i, v in enumerate(self._velocity) if v is not None]
         master, rounding = shared.master_weights, shared.rounding
         recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov, master, rounding)
+        if shared.state_dtype is not None:
+            recipe += (shared.state_dtype,)
         groups = [
             {"params": [shared.params[i] for i in indices], **values}
             for indices, values in zip(self._group_indices(), shared.groups)
@@ -339,11 +364,13 @@ def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     from ._build import make_updater, with_momentum  # _build imports this module
 
     name, decoupled, covered, nesterov, *newer = recipe
-    newer += [False, "nearest"][len(newer) :]  # pickled before these options existed
-    master_weights, rounding = newer
+    newer += [False, "nearest", None][len(newer) :]  # pickled before these options existed
+    master_weights, rounding, state_dtype = newer
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
-    upd = make_updater(spec, groups, defaults, 0.0, decoupled, master_weights, rounding)
+    upd = make_updater(
+        spec, groups, defaults, 0.0, decoupled, master_weights, rounding, state_dtype
+    )
     if covered is not None:
         params = upd.params
         upd = with_momentum(upd, [params[i] for i in covered], 0.0, nesterov)

@@ -1,0 +1,121 @@
+"""NumPy reference of compact optimizer state (``state_dtype="int8"`` / ``"bfloat16"``).
+
+The 8-bit blockwise code is the same bit arithmetic as ``csrc/rules/quantize.h``, in float32
+and uint32 NumPy operations, so that it gives the kernels' bytes exactly:
+
+* a block of :data:`QUANT_BLOCK` elements shares one float32 scale, its absmax ``A`` (the
+  largest finite ``|x|``; 0 when that is below the smallest normal float32);
+* each element is one byte of a tiny float code whose largest value stands for ``A``:
+  the **signed** code (first moments, velocity) is a sign bit + E3M4 (4 mantissa bits,
+  values down to ``A * 2**-10 / 1.9375``), the **unsigned** code (second moments and other
+  never-negative states) is E5M3 (3 mantissa bits, down to ``A * 2**-33 / 1.75``);
+* NaN and +-Inf are stored as the code's NaN (0x80 signed, 0xff unsigned) and do not enter
+  the block's absmax.
+
+:func:`compact_step` runs any rule of :mod:`fusedupdates.reference` on decoded state and
+stores the new state the way the kernels do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+QUANT_BLOCK = 256  # csrc/rules/quantize.h kQuantBlock (tested equal to _cpu.QUANT_BLOCK)
+MIN_QUANTIZED_NUMEL = 4096  # smaller tensors keep float32 state under state_dtype="int8"
+
+_F32 = np.float32
+_FLT_MIN = _F32(1.17549435e-38)
+_FLT_MAX = _F32(3.40282347e38)
+
+
+class _TinyFloat:
+    """A magnitude code: ``mantissa`` bits, exponent bias ``bias``, codes 0..``top``."""
+
+    def __init__(self, mantissa: int, bias: int, top: int):
+        self.mantissa, self.bias, self.top = mantissa, bias, top
+        self.min_normal = _F32(2.0 ** (1 - bias))
+        self.subnormal_step = _F32(2.0 ** (1 - bias - mantissa))
+        self.top_value = self.value(np.array([top], np.uint32))[0]
+
+    def value(self, c: np.ndarray) -> np.ndarray:
+        c = c.astype(np.uint32)
+        m = self.mantissa
+        e, f = c >> m, c & np.uint32((1 << m) - 1)
+        bits = ((e + np.uint32(127 - self.bias)) << np.uint32(23)) | (f << np.uint32(23 - m))
+        normal = bits.astype(np.uint32).view(_F32)
+        subnormal = f.astype(_F32) * self.subnormal_step
+        return np.where(e == 0, subnormal, normal).astype(_F32)
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, _F32)
+        m = self.mantissa
+        big = _F32(8388608.0)
+        scaled = np.minimum(y, self.min_normal) * _F32(1.0 / float(self.subnormal_step))
+        sub = ((scaled + big) - big).astype(np.uint32)
+        u = y.view(np.uint32)
+        rounded = u + np.uint32((1 << (22 - m)) - 1) + ((u >> np.uint32(23 - m)) & np.uint32(1))
+        normal = (rounded >> np.uint32(23 - m)) - np.uint32((127 - self.bias) << m)
+        c = np.where(y < self.min_normal, sub, normal)
+        return np.minimum(c, np.uint32(self.top))
+
+
+_SIGNED = _TinyFloat(4, 7, 127)
+_UNSIGNED = _TinyFloat(3, 31, 254)
+SIGNED_NAN, UNSIGNED_NAN = 0x80, 0xFF
+
+
+def _block_view(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """x (flat) padded with zeros to whole blocks, as (blocks, QUANT_BLOCK)."""
+    n = x.size
+    blocks = -(-n // QUANT_BLOCK)
+    padded = np.zeros(blocks * QUANT_BLOCK, x.dtype)
+    padded[:n] = x.ravel()
+    return padded.reshape(blocks, QUANT_BLOCK), n
+
+
+def _scales(absmax: np.ndarray, top: np.float32) -> tuple[np.ndarray, ...]:
+    usable = absmax >= _FLT_MIN
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        multiplier = np.where(usable, absmax / top, _F32(0)).astype(_F32)
+        inverse = np.where(usable, top / absmax, _F32(0)).astype(_F32)
+    return np.where(usable, absmax, _F32(0)).astype(_F32), multiplier, inverse
+
+
+def quantize_blockwise(x: Any, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values -> (uint8 codes of x's shape, float32 absmax per block)."""
+    x = np.asarray(x, _F32)
+    blocks, n = _block_view(x)
+    code = _SIGNED if signed else _UNSIGNED
+    magnitude = np.abs(blocks)
+    finite = magnitude <= _FLT_MAX
+    absmax = np.where(finite, magnitude, _F32(0)).max(axis=1)
+    absmax, _, inverse = _scales(absmax, code.top_value)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = (np.where(finite, magnitude, _F32(0)) * inverse[:, None]).astype(_F32)
+    c = code.encode(y)
+    if signed:
+        c = c | np.where((blocks < 0) & (c != 0), np.uint32(0x80), np.uint32(0))
+    c = np.where(finite, c, np.uint32(SIGNED_NAN if signed else UNSIGNED_NAN))
+    return c.astype(np.uint8).ravel()[:n].reshape(x.shape), absmax
+
+
+def dequantize_blockwise(codes: Any, absmax: Any, signed: bool) -> np.ndarray:
+    """(uint8 codes, float32 absmax per block) -> float32 values of the codes' shape."""
+    codes = np.asarray(codes, np.uint8)
+    absmax = np.asarray(absmax, _F32).ravel()
+    blocks, n = _block_view(codes)
+    if absmax.size != blocks.shape[0]:
+        raise ValueError(f"{absmax.size} block scales for {n} codes (need {blocks.shape[0]})")
+    code = _SIGNED if signed else _UNSIGNED
+    _, multiplier, _ = _scales(absmax, code.top_value)
+    magnitude_code = blocks & np.uint8(0x7F) if signed else blocks
+    m = (code.value(magnitude_code) * multiplier[:, None]).astype(_F32)
+    if signed:
+        m = np.where(blocks & np.uint8(0x80), -m, m)
+        nan = blocks == SIGNED_NAN
+    else:
+        nan = blocks == UNSIGNED_NAN
+    m = np.where(nan, _F32(np.nan), m).astype(_F32)
+    return m.ravel()[:n].reshape(codes.shape)
