@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../rules/quantize.h"
 #include "step_plan.h"
@@ -23,17 +24,24 @@ void decode_block(const uint8_t* __restrict codes, float absmax, float* __restri
   for (int64_t i = 0; i < w; ++i) out[i] = Code::decode(codes[i], multiplier);
 }
 
-// w floats to one block of codes; returns the block's absmax as stored (0 for a block of
-// zeros, or of values too small for a float32 scale).
+// w floats to one block of codes, given the block's absmax (finite_magnitude's maximum over
+// the block); returns the absmax as stored (0 for a block of zeros, or of values too small
+// for a float32 scale).
+template <class Code>
+float encode_block_known(const float* __restrict x, uint8_t* __restrict codes, float absmax,
+                         int64_t w) {
+  const BlockScale<Code> scale(absmax);
+#pragma omp simd
+  for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
+  return scale.absmax;
+}
+
 template <class Code>
 float encode_block(const float* __restrict x, uint8_t* __restrict codes, int64_t w) {
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
   for (int64_t i = 0; i < w; ++i) absmax = std::max(absmax, finite_magnitude(x[i]));
-  const BlockScale<Code> scale(absmax);
-#pragma omp simd
-  for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
-  return scale.absmax;
+  return encode_block_known<Code>(x, codes, absmax, w);
 }
 
 inline void decode_block_signed(const uint8_t* codes, float absmax, float* out, int64_t w,
@@ -49,28 +57,40 @@ inline float encode_block_signed(const float* x, uint8_t* codes, int64_t w, bool
                    : encode_block<UnsignedCode>(x, codes, w);
 }
 
-// One state of one tensor in a compact format, seen from a tile starting at element `at`
-// (a multiple of kQuantBlock for the 8-bit format).
+// One state of one tensor in a compact format: its stored elements and (8-bit) block scales.
 template <StateFormat F>
 struct CompactState {
-  void* data;
+  using Raw = std::conditional_t<F == StateFormat::kInt8, uint8_t, uint16_t>;
+  Raw* data;
   float* scales;  // kInt8 only
-  bool is_signed;
 
-  void load(int64_t at, float* out, int64_t w) const {
-    if constexpr (F == StateFormat::kBFloat16) {
-      widen(static_cast<const bfloat16_t*>(data) + at, out, w);
+  // Decoding one element inside the fused loop: the block's multiplier, then decode(raw).
+  template <bool kSigned>
+  float multiplier(int64_t at) const {
+    if constexpr (F == StateFormat::kInt8) {
+      using Code = std::conditional_t<kSigned, SignedCode, UnsignedCode>;
+      return BlockScale<Code>(scales[at / kQuantBlock]).multiplier;
     } else {
-      decode_block_signed(static_cast<const uint8_t*>(data) + at, scales[at / kQuantBlock], out, w,
-                          is_signed);
+      return 0.0f;
     }
   }
-  void store(int64_t at, const float* in, int64_t w) const {
-    if constexpr (F == StateFormat::kBFloat16) {
-      narrow(in, static_cast<bfloat16_t*>(data) + at, w);
+  template <bool kSigned>
+  static float decode(Raw raw, float multiplier) {
+    if constexpr (F == StateFormat::kInt8) {
+      using Code = std::conditional_t<kSigned, SignedCode, UnsignedCode>;
+      return Code::decode(raw, multiplier);
     } else {
-      scales[at / kQuantBlock] =
-          encode_block_signed(in, static_cast<uint8_t*>(data) + at, w, is_signed);
+      return bf16_bits_to_float(raw);
+    }
+  }
+  // A tile of new values back into storage at element `at` (kInt8: with its new absmax).
+  template <bool kSigned>
+  void store(int64_t at, const float* tile, int64_t w) const {
+    if constexpr (F == StateFormat::kInt8) {
+      using Code = std::conditional_t<kSigned, SignedCode, UnsignedCode>;
+      scales[at / kQuantBlock] = encode_block<Code>(tile, data + at, w);
+    } else {
+      narrow(tile, reinterpret_cast<bfloat16_t*>(data + at), w);
     }
   }
 };

@@ -4,16 +4,19 @@
 // A block of kQuantBlock consecutive elements of one state shares one float32 scale, its
 // absmax A (the largest finite |x|; Dettmers et al., "8-bit Optimizers via Block-wise
 // Quantization", 2022). Each element is stored as one byte of a non-linear code: a tiny float
-// format whose largest value stands for A, so that the absmax element is exact and smaller
-// values keep a constant relative precision down to a floor far below A:
-//   signed code (first moments, velocity): sign bit + E3M4 (bias 7): 4 mantissa bits, values
-//     from A down to A * 2^-10 / 1.9375, then 0;
-//   unsigned code (second moments and other never-negative states): E5M3 (bias 31): values
-//     from A down to A * 2^-33 / 1.75.
-// Why these and not the paper's dynamic tree code: both encode with a few integer operations
-// (no search of a 256-entry table), which keeps the update at memory speed; and the unsigned
-// range (2^-33) covers the square of the signed range (2^-10), so where adam's m is still
-// nonzero its v is too (a v that rounded to 0 under a nonzero m would step by m / eps).
+// format whose largest used value, 1, stands for A (a power of two, so that decoding the
+// absmax element gives A exactly) and smaller values keep a constant relative precision (3
+// mantissa bits) down to a floor far below A:
+//   signed code (first moments, velocity): sign bit + E4M3, values from A down to
+//     A * 2^-15 * 1.125, then 0;
+//   unsigned code (second moments and other never-negative states): E5M3, values from A
+//     down to A * 2^-31 * 1.125.
+// (The codes above 1 in the top binade, 7 signed and 6 unsigned, are never produced.)
+// Why these and not the paper's dynamic tree code: both decode and encode with a few integer
+// operations on float32's bits (no search of a 256-entry table), which is what keeps the
+// codec's cost near the update's own; and the unsigned range (2^-31) covers the square of the
+// signed range (2^-15), so where adam's m is still nonzero its v is too (a v that rounded to 0
+// under a nonzero m would step by m / eps).
 // A non-finite value (NaN, +-Inf) is stored as the code's NaN and ignored by the block's
 // absmax, so it stays in its own element instead of spoiling the block. A block whose absmax is
 // below FLT_MIN stores scale 0: all its finite values become 0.
@@ -50,54 +53,47 @@ FU_HD float bits_float(uint32_t u) {
 #endif
 }
 
-// One tiny float format: kMantissa bits of mantissa, exponent bias kBias, magnitude codes
-// 0..kTop (an E-bit exponent field fills the rest of the code).
+// One tiny float format without subnormals: magnitude code c in 1..kTop stands for
+// 2^(e - kBias) (1 + f / 2^kMantissa) with e = c >> kMantissa, f = its low kMantissa bits, and
+// code 0 for zero. Decoding is then a shift and an add into float32's own exponent and
+// mantissa fields; encoding the reverse with one rounding add, no search and no float
+// subnormals (slow on x86). Values below the smallest code flush to zero.
 template <int kMantissa, int kBias, uint32_t kTop>
 struct TinyFloat {
-  static constexpr uint32_t kMantissaMask = (1u << kMantissa) - 1;
-  // Smallest normal magnitude, 2^(1 - bias): below it the code is linear (subnormal).
-  static constexpr float kMinNormal = 1.0f / float(1ull << (kBias - 1));
-  // Scale of the subnormal codes: value = f * 2^(1 - bias - mantissa).
-  static constexpr float kSubnormalStep = kMinNormal / float(1u << kMantissa);
+  // Added to a code to make float32's biased exponent and mantissa bits of its value.
+  static constexpr uint32_t kOffset = (127u - uint32_t(kBias)) << kMantissa;
+  static constexpr int kShift = 23 - kMantissa;
+  static constexpr float kTopValue = float((1u << kMantissa) + (kTop & ((1u << kMantissa) - 1))) /
+                                     float(1u << kMantissa) * float(1ull << (kTop >> kMantissa)) /
+                                     float(1ull << kBias);
 
   // The magnitude of code c (0..kTop), exactly representable in float32.
   FU_HD static float value(uint32_t c) {
-    const uint32_t e = c >> kMantissa, f = c & kMantissaMask;
-    const float normal = bits_float(((e + 127u - uint32_t(kBias)) << 23) | (f << (23 - kMantissa)));
-    const float subnormal = float(f) * kSubnormalStep;
-    return e == 0 ? subnormal : normal;
+    const float v = bits_float((c + kOffset) << kShift);
+    return c == 0 ? 0.0f : v;
   }
-  static constexpr float kTopValue =
-      (kTop >> kMantissa) == 0
-          ? 0.0f
-          : float((1u << kMantissa) + (kTop & kMantissaMask)) / float(1u << kMantissa) *
-                float(1ull << ((kTop >> kMantissa) - 1)) / float(1ull << (kBias - 1));
 
-  // The code of y in [0, kTopValue] (finite), rounded to nearest, ties to even.
+  // The code of y in [0, kTopValue] (finite): to nearest, ties away from zero (adding half of
+  // the code's last place to float32's bits carries into the exponent where it should).
   FU_HD static uint32_t encode(float y) {
-    // Subnormal range: y * 2^(bias - 1 + mantissa) < 2^mantissa is exact; adding and
-    // subtracting 2^23 rounds it to an integer, to nearest even. (y is clamped first so that
-    // the unused lanes of a vector never convert an out-of-range float.)
-    const float scaled = (y < kMinNormal ? y : kMinNormal) * (1.0f / kSubnormalStep);
-    const uint32_t sub = uint32_t((scaled + 8388608.0f) - 8388608.0f);
-    // Normal range: round the float32 mantissa to kMantissa bits in integer arithmetic (a
-    // carry moves into the exponent, as it should), then rebias the exponent.
-    const uint32_t u = float_bits(y);
-    const uint32_t rounded = u + ((1u << (22 - kMantissa)) - 1u) + ((u >> (23 - kMantissa)) & 1u);
-    const uint32_t normal = (rounded >> (23 - kMantissa)) - ((127u - uint32_t(kBias)) << kMantissa);
-    const uint32_t c = y < kMinNormal ? sub : normal;
-    return c < kTop ? c : kTop;
+    const int32_t r = int32_t((float_bits(y) + (1u << (kShift - 1))) >> kShift);
+    const int32_t c = r - int32_t(kOffset);
+    return uint32_t(c < 0 ? 0 : c > int32_t(kTop) ? int32_t(kTop) : c);
   }
 };
 
-// Signed code: bit 7 sign, bits 0-6 E3M4 magnitude; 0x80 ("-0") is NaN.
+// Signed code: bit 7 sign, bits 0-6 an E4M3 magnitude, codes 0..120 (values 1 down to
+// 2^-15 * 1.125); 0x80 ("-0") is NaN.
 struct SignedCode {
-  using Magnitude = TinyFloat<4, 7, 127>;
+  using Magnitude = TinyFloat<3, 15, 120>;
   static constexpr uint8_t kNaN = 0x80;
-  static constexpr float kTopValue = Magnitude::kTopValue;  // 1.9375
+  static constexpr float kTopValue = Magnitude::kTopValue;  // 1.0
   FU_HD static float decode(uint8_t code, float multiplier) {
-    const float m = Magnitude::value(code & 0x7fu) * multiplier;
-    return code == kNaN ? bits_float(0x7fc00000u) : (code & 0x80u) ? -m : m;
+    const uint32_t c = code, magnitude = c & 0x7fu;
+    const float v =
+        bits_float(((c & 0x80u) << 24) | ((magnitude + Magnitude::kOffset) << Magnitude::kShift)) *
+        multiplier;
+    return c == kNaN ? bits_float(0x7fc00000u) : magnitude == 0 ? 0.0f : v;
   }
   // x finite; inverse = kTopValue / absmax (0 for a zero block).
   FU_HD static uint8_t encode(float x, float inverse) {
@@ -107,14 +103,15 @@ struct SignedCode {
   }
 };
 
-// Unsigned code: E5M3 magnitude of the (never negative) value; 0xff is NaN.
+// Unsigned code: an E5M3 magnitude of the (never negative) value, codes 0..248 (values 1 down
+// to 2^-31 * 1.125); 0xff is NaN.
 struct UnsignedCode {
-  using Magnitude = TinyFloat<3, 31, 254>;
+  using Magnitude = TinyFloat<3, 31, 248>;
   static constexpr uint8_t kNaN = 0xff;
-  static constexpr float kTopValue = Magnitude::kTopValue;  // 1.75
+  static constexpr float kTopValue = Magnitude::kTopValue;  // 1.0
   FU_HD static float decode(uint8_t code, float multiplier) {
-    const float m = Magnitude::value(code) * multiplier;
-    return code == kNaN ? bits_float(0x7fc00000u) : m;
+    const float v = Magnitude::value(code) * multiplier;
+    return code == kNaN ? bits_float(0x7fc00000u) : v;
   }
   FU_HD static uint8_t encode(float x, float inverse) {
     return uint8_t(Magnitude::encode(FU_MATH::fabs(x) * inverse));

@@ -5,10 +5,12 @@ and uint32 NumPy operations, so that it gives the kernels' bytes exactly:
 
 * a block of :data:`QUANT_BLOCK` elements shares one float32 scale, its absmax ``A`` (the
   largest finite ``|x|``; 0 when that is below the smallest normal float32);
-* each element is one byte of a tiny float code whose largest value stands for ``A``:
-  the **signed** code (first moments, velocity) is a sign bit + E3M4 (4 mantissa bits,
-  values down to ``A * 2**-10 / 1.9375``), the **unsigned** code (second moments and other
-  never-negative states) is E5M3 (3 mantissa bits, down to ``A * 2**-33 / 1.75``);
+* each element is one byte of a tiny float code (no subnormals) whose largest used value, 1,
+  stands for ``A`` (so the absmax element decodes exactly): the **signed** code (first
+  moments, velocity) is a sign bit + E4M3 (3 mantissa bits, magnitude codes 0..120, values
+  down to ``A * 2**-15 * 1.125``), the **unsigned** code (second moments and other
+  never-negative states) is E5M3 (codes 0..248, down to ``A * 2**-31 * 1.125``); values are
+  rounded to nearest (ties away from zero) and those below the smallest code flush to zero;
 * NaN and +-Inf are stored as the code's NaN (0x80 signed, 0xff unsigned) and do not enter
   the block's absmax.
 
@@ -31,38 +33,29 @@ _FLT_MAX = _F32(3.40282347e38)
 
 
 class _TinyFloat:
-    """A magnitude code: ``mantissa`` bits, exponent bias ``bias``, codes 0..``top``."""
+    """A magnitude code without subnormals: code c in 1..``top`` is
+    ``2**(e - bias) * (1 + f / 2**mantissa)`` (e = c >> mantissa), code 0 is zero."""
 
     def __init__(self, mantissa: int, bias: int, top: int):
-        self.mantissa, self.bias, self.top = mantissa, bias, top
-        self.min_normal = _F32(2.0 ** (1 - bias))
-        self.subnormal_step = _F32(2.0 ** (1 - bias - mantissa))
+        self.top = top
+        self.offset = (127 - bias) << mantissa
+        self.shift = 23 - mantissa
         self.top_value = self.value(np.array([top], np.uint32))[0]
 
     def value(self, c: np.ndarray) -> np.ndarray:
         c = c.astype(np.uint32)
-        m = self.mantissa
-        e, f = c >> m, c & np.uint32((1 << m) - 1)
-        bits = ((e + np.uint32(127 - self.bias)) << np.uint32(23)) | (f << np.uint32(23 - m))
-        normal = bits.astype(np.uint32).view(_F32)
-        subnormal = f.astype(_F32) * self.subnormal_step
-        return np.where(e == 0, subnormal, normal).astype(_F32)
+        v = ((c + np.uint32(self.offset)) << np.uint32(self.shift)).view(_F32)
+        return np.where(c == 0, _F32(0), v).astype(_F32)
 
     def encode(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y, _F32)
-        m = self.mantissa
-        big = _F32(8388608.0)
-        scaled = np.minimum(y, self.min_normal) * _F32(1.0 / float(self.subnormal_step))
-        sub = ((scaled + big) - big).astype(np.uint32)
-        u = y.view(np.uint32)
-        rounded = u + np.uint32((1 << (22 - m)) - 1) + ((u >> np.uint32(23 - m)) & np.uint32(1))
-        normal = (rounded >> np.uint32(23 - m)) - np.uint32((127 - self.bias) << m)
-        c = np.where(y < self.min_normal, sub, normal)
-        return np.minimum(c, np.uint32(self.top))
+        """To nearest, ties away from zero, on float32's bits; below the smallest code: 0."""
+        u = np.asarray(y, _F32).view(np.uint32)
+        r = ((u + np.uint32(1 << (self.shift - 1))) >> np.uint32(self.shift)).astype(np.int64)
+        return np.clip(r - self.offset, 0, self.top).astype(np.uint32)
 
 
-_SIGNED = _TinyFloat(4, 7, 127)
-_UNSIGNED = _TinyFloat(3, 31, 254)
+_SIGNED = _TinyFloat(3, 15, 120)
+_UNSIGNED = _TinyFloat(3, 31, 248)
 SIGNED_NAN, UNSIGNED_NAN = 0x80, 0xFF
 
 
