@@ -1,5 +1,6 @@
 """Command line: ``python -m fusedupdates.demo [--out DIR] [--device cpu|cuda] [--epochs N]
-[--dtype float32|float16|bfloat16] [--master-weights] [--distributed]`` (the last under
+[--dtype float32|float16|bfloat16] [--master-weights] [--state-dtype float32|bfloat16|int8]
+[--distributed]`` (the last under
 ``mpiexec -n N``)."""
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="float32 master weights for 16-bit params (master_weights=True)",
     )
     parser.add_argument(
+        "--state-dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="optimizer state storage (state_dtype=; default float32): bfloat16, or 8-bit "
+        "blockwise codes for the large weight matrix",
+    )
+    parser.add_argument(
         "--distributed",
         action="store_true",
         help="data parallel over MPI: run with mpiexec -n N; each rank takes 1/N of every batch",
@@ -70,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             comm=comm,
             dtype=args.dtype,
             master_weights=args.master_weights,
+            state_dtype=None if args.state_dtype == "float32" else args.state_dtype,
         )
     except (ImportError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dtype != "float32":
         mode = "float32 master weights" if args.master_weights else "no master weights"
         print(f"params and grads in {args.dtype}, {mode}")
+    if args.state_dtype != "float32":
+        print(f"optimizer state stored as {args.state_dtype} (state_dtype={args.state_dtype!r})")
     print(format_table(results))
     print(f"\nloss curves: {args.out / 'loss_curves.png'}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")

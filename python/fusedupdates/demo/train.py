@@ -151,6 +151,7 @@ def train_rule(
     comm: Any = None,
     dtype: Any = np.float32,
     master_weights: bool = False,
+    state_dtype: str | None = None,
 ) -> RuleResult:
     """Train a fresh copy of the network from ``init`` with one rule.
 
@@ -181,6 +182,8 @@ def train_rule(
         forward and backward pass compute in float32.
     master_weights : bool, optional
         Keep a float32 master copy of 16-bit params in the updater (``master_weights=True``).
+    state_dtype : {None, "bfloat16", "int8"}, optional
+        Compact optimizer state (the factories' ``state_dtype``).
 
     Returns
     -------
@@ -188,7 +191,9 @@ def train_rule(
     """
     params = mlp.to_device(init, xp, dtype)  # updated in place by the updater, never rebound
     rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
-    options = {"master_weights": True} if master_weights else {}
+    options: dict[str, Any] = {"master_weights": True} if master_weights else {}
+    if state_dtype is not None:
+        options["state_dtype"] = state_dtype
     if comm is None:
         updater = spec.make(params, **options)
     else:
@@ -244,6 +249,7 @@ def run_demo(
     comm: Any = None,
     dtype: str = "float32",
     master_weights: bool = False,
+    state_dtype: str | None = None,
 ) -> dict[str, RuleResult]:
     """Train the digits MLP with every rule from the same initialisation.
 
@@ -272,6 +278,8 @@ def run_demo(
         Storage dtype of the params and grads (bfloat16 needs ml_dtypes).
     master_weights : bool, optional
         Float32 master weights for 16-bit params.
+    state_dtype : {None, "bfloat16", "int8"}, optional
+        Compact optimizer state for every rule (CPU only; not with ``comm``).
 
     Returns
     -------
@@ -285,6 +293,11 @@ def run_demo(
     storage = storage_dtype(dtype)
     if master_weights and storage == np.float32:
         raise DemoError("--master-weights is for 16-bit params: add --dtype bfloat16 or float16")
+    if state_dtype is not None and (comm is not None or device != "cpu"):
+        raise DemoError(
+            "--state-dtype is for single-process CPU runs (not with --distributed "
+            "or --device cuda yet)"
+        )
     xp = get_array_module(device)
     data = load_data(xp, seed=seed)
     init = mlp.init_params((data.num_features, hidden, data.num_classes), seed=seed)
@@ -299,8 +312,9 @@ def run_demo(
     try:
         for spec in rules:
             results[spec.name] = train_rule(
-                spec, init, data, xp, epochs, batch_size, seed, bar, comm, storage, master_weights
-            )
+                spec, init, data, xp, epochs, batch_size, seed, bar, comm, storage,
+                master_weights, state_dtype,
+            )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

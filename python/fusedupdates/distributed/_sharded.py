@@ -108,6 +108,11 @@ class ShardedUpdater:
             raise TypeError(
                 f"rule_factory must return a fusedupdates Updater, got {type(local).__name__}"
             )
+        if local.state_dtype is not None:  # block scales do not line up with the shards
+            raise ValueError(
+                f"sharded() does not support compact state yet (state_dtype="
+                f"{local.state_dtype!r}): build the local updater with state_dtype=None"
+            )
         set_ = object.__setattr__
         set_(self, "_params", params)
         set_(self, "_shapes", [p.shape for p in params])
