@@ -10,6 +10,7 @@ import numpy as np
 
 HYPER_FIELDS: str  # "learning_rate, beta1, beta2, epsilon, momentum, weight_decay, ..."
 CLIP_EPSILON: float
+QUANT_BLOCK: int  # elements per float32 block scale of 8-bit compact state
 
 class Stepper:
     """The native object behind one updater: validated params and states, t, and each
@@ -24,8 +25,15 @@ class Stepper:
         groups: Sequence[int] | None = None,
         *,
         stochastic_rounding: bool = False,
+        scales: Sequence[Sequence[np.ndarray | None]] | None = None,
     ) -> None: ...
-    def with_momentum(self, velocity: Sequence[np.ndarray | None], nesterov: bool) -> Stepper: ...
+    def with_momentum(
+        self,
+        velocity: Sequence[np.ndarray | None],
+        nesterov: bool,
+        *,
+        velocity_scales: Sequence[np.ndarray | None] | None = None,
+    ) -> Stepper: ...
     def step(
         self, grads: Sequence[np.ndarray | None], max_norm: float | None = None
     ) -> float | None: ...
@@ -49,6 +57,12 @@ def norm_constraint(
     inner: int,
     max_norm: float,
     epsilon: float,
+) -> None: ...
+def quantize_blockwise(
+    x: np.ndarray, codes: np.ndarray, absmax: np.ndarray, signed: bool
+) -> None: ...
+def dequantize_blockwise(
+    codes: np.ndarray, absmax: np.ndarray, out: np.ndarray, signed: bool
 ) -> None: ...
 def bandwidth_probe(rw: Sequence[np.ndarray], ro: Sequence[np.ndarray]) -> None: ...
 def simd() -> str: ...
