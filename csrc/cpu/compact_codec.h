@@ -18,7 +18,8 @@ inline namespace FU_ISA_NS {  // see storage.h
 
 // One block of codes (w <= kQuantBlock) with its absmax to floats.
 template <class Code>
-void decode_block(const uint8_t* __restrict codes, float absmax, float* __restrict out, int64_t w) {
+[[gnu::always_inline]] inline void decode_block(const uint8_t* __restrict codes, float absmax,
+                                                float* __restrict out, int64_t w) {
   const float multiplier = BlockScale<Code>(absmax).multiplier;
 #pragma omp simd
   for (int64_t i = 0; i < w; ++i) out[i] = Code::decode(codes[i], multiplier);
@@ -28,8 +29,9 @@ void decode_block(const uint8_t* __restrict codes, float absmax, float* __restri
 // the block); returns the absmax as stored (0 for a block of zeros, or of values too small
 // for a float32 scale).
 template <class Code>
-float encode_block_known(const float* __restrict x, uint8_t* __restrict codes, float absmax,
-                         int64_t w) {
+[[gnu::always_inline]] inline float encode_block_known(const float* __restrict x,
+                                                       uint8_t* __restrict codes, float absmax,
+                                                       int64_t w) {
   const BlockScale<Code> scale(absmax);
 #pragma omp simd
   for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
@@ -37,22 +39,24 @@ float encode_block_known(const float* __restrict x, uint8_t* __restrict codes, f
 }
 
 template <class Code>
-float encode_block(const float* __restrict x, uint8_t* __restrict codes, int64_t w) {
+[[gnu::always_inline]] inline float encode_block(const float* __restrict x,
+                                                 uint8_t* __restrict codes, int64_t w) {
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
   for (int64_t i = 0; i < w; ++i) absmax = std::max(absmax, finite_magnitude(x[i]));
   return encode_block_known<Code>(x, codes, absmax, w);
 }
 
-inline void decode_block_signed(const uint8_t* codes, float absmax, float* out, int64_t w,
-                                bool is_signed) {
+[[gnu::always_inline]] inline void decode_block_signed(const uint8_t* codes, float absmax,
+                                                       float* out, int64_t w, bool is_signed) {
   if (is_signed)
     decode_block<SignedCode>(codes, absmax, out, w);
   else
     decode_block<UnsignedCode>(codes, absmax, out, w);
 }
 
-inline float encode_block_signed(const float* x, uint8_t* codes, int64_t w, bool is_signed) {
+[[gnu::always_inline]] inline float encode_block_signed(const float* x, uint8_t* codes, int64_t w,
+                                                        bool is_signed) {
   return is_signed ? encode_block<SignedCode>(x, codes, w)
                    : encode_block<UnsignedCode>(x, codes, w);
 }
@@ -85,7 +89,7 @@ struct CompactState {
   }
   // A tile of new values back into storage at element `at` (kInt8: with its new absmax).
   template <bool kSigned>
-  void store(int64_t at, const float* tile, int64_t w) const {
+  [[gnu::always_inline]] void store(int64_t at, const float* tile, int64_t w) const {
     if constexpr (F == StateFormat::kInt8) {
       using Code = std::conditional_t<kSigned, SignedCode, UnsignedCode>;
       scales[at / kQuantBlock] = encode_block<Code>(tile, data + at, w);

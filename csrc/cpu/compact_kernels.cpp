@@ -28,9 +28,10 @@ constexpr bool kSignedState = ((Rule::kSignedStates >> j) & 1u) != 0;
 // float tile (in L1). Encoding is a separate pass (store_states): it needs the block's new
 // absmax first. (Folding the absmax into this loop stopped GCC 12 from vectorising it.)
 template <StateFormat F, class Rule>
-void apply_tile(const Rule& rule, const ElementScalars<float>& k, float* __restrict p,
-                const float* __restrict g, const CompactState<F>* states, int64_t at,
-                float (*tile)[kQuantBlock], int64_t w) {
+[[gnu::always_inline]] inline void apply_tile(const Rule& rule, const ElementScalars<float>& k,
+                                              float* __restrict p, const float* __restrict g,
+                                              const CompactState<F>* states, int64_t at,
+                                              float (*tile)[kQuantBlock], int64_t w) {
   constexpr int K = Rule::kNumStates;
   using Raw = typename CompactState<F>::Raw;
   using State = CompactState<F>;
@@ -73,8 +74,8 @@ void apply_tile(const Rule& rule, const ElementScalars<float>& k, float* __restr
 }
 
 template <StateFormat F, class Rule, int j = 0>
-void store_states(const CompactState<F>* states, int64_t at, const float (*tile)[kQuantBlock],
-                  int64_t w) {
+[[gnu::always_inline]] inline void store_states(const CompactState<F>* states, int64_t at,
+                                                const float (*tile)[kQuantBlock], int64_t w) {
   if constexpr (j < Rule::kNumStates) {
     states[j].template store<kSignedState<Rule, j>>(at, tile[j], w);
     store_states<F, Rule, j + 1>(states, at, tile, w);
@@ -96,8 +97,10 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
   alignas(64) float p32[kQuantBlock];
   alignas(64) float g32[kQuantBlock];
-  for (int64_t i = lo; i < hi; i += kQuantBlock) {
-    const int64_t w = std::min(kQuantBlock, hi - i);
+  // Full tiles pass their width as a compile-time constant, so that the (inlined) tile loops
+  // have a fixed trip count: no peeling or remainder code per 256 elements.
+  const auto one_tile = [&](int64_t i, auto width) {
+    const int64_t w = width;
     if constexpr (kIs16Bit<S>) {
       widen(g + i, g32, w);
       float* target = master ? master + i : p32;
@@ -111,7 +114,11 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
       apply_tile<F>(rule, k, p + i, g + i, states, i, tile, w);
     }
     store_states<F, Rule>(states, i, tile, w);
-  }
+  };
+  int64_t i = lo;
+  for (; i + kQuantBlock <= hi; i += kQuantBlock)
+    one_tile(i, std::integral_constant<int64_t, kQuantBlock>{});
+  if (i < hi) one_tile(i, hi - i);
 }
 
 template <StateFormat F, class S, template <class> class R>
