@@ -171,27 +171,35 @@ void apply_step_compact(const StepPlan& plan, int num_threads) {
     apply_compact_format<StateFormat::kInt8>(plan, num_threads);
 }
 
-// Blocks are independent, so any split among threads gives the same bytes.
-void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
-              int num_threads) {
+namespace {
+
+// f(first element, width, block index) for every block of n elements. Blocks are independent,
+// so any split among threads gives the same bytes.
+template <class F>
+void for_each_block(int64_t n, int num_threads, F&& f) {
   const int64_t blocks = quant_blocks(n);
   const bool parallel = n >= kParallelMinElements && num_threads > 1;
 #pragma omp parallel for schedule(static) num_threads(num_threads) if (parallel)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t at = b * kQuantBlock, w = std::min(kQuantBlock, n - at);
-    absmax[b] = encode_block_signed(x + at, codes + at, w, is_signed);
+    const int64_t at = b * kQuantBlock;
+    f(at, std::min(kQuantBlock, n - at), b);
   }
+}
+
+}  // namespace
+
+void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
+              int num_threads) {
+  for_each_block(n, num_threads, [&](int64_t at, int64_t w, int64_t b) {
+    absmax[b] = encode_block_signed(x + at, codes + at, w, is_signed);
+  });
 }
 
 void dequantize(const uint8_t* codes, const float* absmax, float* x, int64_t n, bool is_signed,
                 int num_threads) {
-  const int64_t blocks = quant_blocks(n);
-  const bool parallel = n >= kParallelMinElements && num_threads > 1;
-#pragma omp parallel for schedule(static) num_threads(num_threads) if (parallel)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t at = b * kQuantBlock, w = std::min(kQuantBlock, n - at);
+  for_each_block(n, num_threads, [&](int64_t at, int64_t w, int64_t b) {
     decode_block_signed(codes + at, absmax[b], x + at, w, is_signed);
-  }
+  });
 }
 
 }  // namespace fusedupdates::cpu::FU_ISA_NS
