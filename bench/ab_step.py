@@ -6,13 +6,18 @@ AMD EPYC and an Intel Xeon) cannot show a 3% regression; a paired ratio measured
 can. Build the baseline once into a folder, then point this script at it:
 
     git worktree add --detach /tmp/fu-base <commit>
-    FUSEDUPDATES_CUDA=OFF pip install --no-deps --target /tmp/fu_base /tmp/fu-base
+    CXXFLAGS='-DPYBIND11_COMPILER_TYPE=\"_fu_baseline\"' FUSEDUPDATES_CUDA=OFF \
+        pip install --no-deps --target /tmp/fu_base /tmp/fu-base
     python bench/ab_step.py --baseline /tmp/fu_base/fusedupdates [--sizes 4K,16M,model]
 
+The CXXFLAGS give the baseline its own pybind11 registry: two builds that both define the
+``Stepper`` class otherwise fail with 'type "Stepper" is already registered'.
 The baseline package is imported under another name (``fu_baseline``; its imports are all
 relative) next to the installed ``fusedupdates``. Each round times both once (the order
 alternates), each measurement repeating the step until it lasts ``--min-time``; the report
 gives each side's median time per step and the median over rounds of (this / baseline).
+``--dtype float16|bfloat16`` times 16-bit params and grads (float32 state);
+``--step-option skip_nonfinite`` (or ``max_norm``, ``grad_scale``) times that step option.
 """
 
 from __future__ import annotations
@@ -45,15 +50,33 @@ def load_baseline(package_dir: Path) -> ModuleType:
     return module
 
 
-def make_step(fu: ModuleType, shapes: list, seed: int):
-    """An adam float32 updater over fresh params and one fixed grad list: returns step()."""
+# Keyword arguments of Updater.step per --step-option; the values never trigger a clip or skip.
+STEP_OPTIONS = {
+    "none": {},
+    "skip_nonfinite": {"skip_nonfinite": True},
+    "max_norm": {"max_norm": 1e9},
+    "grad_scale": {"grad_scale": 1024.0},
+}
+
+
+def make_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def make_step(fu: ModuleType, shapes: list, seed: int, dtype=np.float32, step_kwargs=None):
+    """An adam updater over fresh params and one fixed grad list: returns step()."""
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     updater = fu.adam(params, learning_rate=1e-3)
+    kwargs = dict(step_kwargs or {})
 
     def step() -> None:
-        updater.step(grads)
+        updater.step(grads, **kwargs)
 
     return step
 
@@ -74,8 +97,19 @@ def calibrate(step, min_time: float) -> int:
         reps *= 2
 
 
-def compare(fu_new: ModuleType, fu_old: ModuleType, shapes: list, rounds: int, min_time: float):
-    steps = {"this build": make_step(fu_new, shapes, 0), "baseline": make_step(fu_old, shapes, 0)}
+def compare(
+    fu_new: ModuleType,
+    fu_old: ModuleType,
+    shapes: list,
+    rounds: int,
+    min_time: float,
+    dtype=np.float32,
+    step_kwargs=None,
+):
+    steps = {
+        "this build": make_step(fu_new, shapes, 0, dtype, step_kwargs),
+        "baseline": make_step(fu_old, shapes, 0, dtype, step_kwargs),
+    }
     reps = {name: calibrate(s, min_time) for name, s in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     gc.disable()
@@ -105,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--min-time", type=float, default=0.02)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--step-option", default="none", choices=list(STEP_OPTIONS))
     args = ap.parse_args(argv)
 
     import fusedupdates as fu_new
@@ -114,12 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         fu_new.set_num_threads(args.threads)
         fu_old.set_num_threads(args.threads)
     print(f"this build: {fu_new.__file__}\nbaseline:   {fu_old.__file__}")
-    print(f"threads {fu_new.get_num_threads()}, {args.rounds} interleaved rounds, adam float32\n")
+    dtype, step_kwargs = make_dtype(args.dtype), STEP_OPTIONS[args.step_option]
+    print(
+        f"threads {fu_new.get_num_threads()}, {args.rounds} interleaved rounds, adam {args.dtype}"
+        f", step options {step_kwargs or 'none'}\n"
+    )
     print("| size | this build | baseline | this / baseline (median of rounds) [min – max] |")
     print("|---|---|---|---|")
     for token in parse_list(args.sizes):
         workload = parse_workload(token)
-        times, ratios = compare(fu_new, fu_old, list(workload.shapes), args.rounds, args.min_time)
+        times, ratios = compare(
+            fu_new, fu_old, list(workload.shapes), args.rounds, args.min_time, dtype, step_kwargs
+        )
         new, old = (statistics.median(times[k]) for k in ("this build", "baseline"))
         print(
             f"| {workload.label} | {fmt(new)} | {fmt(old)} | {statistics.median(ratios):.3f} "

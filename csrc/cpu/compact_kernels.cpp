@@ -10,6 +10,7 @@
 #include "element_loop.h"
 #include "element_ranges.h"
 #include "isa_kernels.h"
+#include "prefetch.h"
 #include "stochastic_rounding.h"
 #include "storage.h"
 
@@ -101,6 +102,15 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   // have a fixed trip count: no peeling or remainder code per 256 elements.
   const auto one_tile = [&](int64_t i, auto width) {
     const int64_t w = width;
+    // Hints kPrefetchElements ahead, as for 16-bit params (kernels.cpp): streams of several
+    // widths kept too few cache lines in flight on their own.
+    constexpr auto sz = [](auto* q) { return int64_t{sizeof(*q)}; };
+    prefetch_ahead(p + i, w * sz(p), kPrefetchElements * sz(p));
+    prefetch_ahead(g + i, w * sz(g), kPrefetchElements * sz(g));
+    if (master) prefetch_ahead(master + i, w * 4, kPrefetchElements * 4);
+    for (int j = 0; j < K; ++j)
+      prefetch_ahead(states[j].data + i, w * sz(states[j].data),
+                     kPrefetchElements * sz(states[j].data));
     if constexpr (kIs16Bit<S>) {
       widen(g + i, g32, w);
       float* target = master ? master + i : p32;

@@ -9,6 +9,7 @@
 #include "element_loop.h"
 #include "element_ranges.h"
 #include "isa_kernels.h"
+#include "prefetch.h"
 #include "step_plan.h"
 #include "stochastic_rounding.h"
 #include "storage.h"
@@ -20,6 +21,21 @@
 namespace fusedupdates::cpu::FU_ISA_NS {
 namespace {
 
+// Prefetch hints for the next tiles (prefetch.h), kPrefetchElements ahead of tile i: p, g (two
+// bytes each), the float32 master copy and states, whichever are given. Always inlined: GCC
+// deems a function that only prefetches free of side effects and deleted the out-of-line calls
+// (no prefetch was left in the object file).
+template <class S16>
+[[gnu::always_inline]] inline void prefetch_tile(const S16* p, const S16* g, const float* master,
+                                                 float* const* s, int64_t i, int64_t w) {
+  constexpr uintptr_t k16 = kPrefetchElements * sizeof(S16), k32 = kPrefetchElements * 4;
+  prefetch_ahead(p + i, w * int64_t{sizeof(S16)}, k16);
+  prefetch_ahead(g + i, w * int64_t{sizeof(S16)}, k16);
+  if (master) prefetch_ahead(master + i, w * 4, k32);
+  for (int k = 0; k < kMaxStates; ++k)
+    if (s[k]) prefetch_ahead(s[k] + i, w * 4, k32);
+}
+
 // 16-bit storage (float16, bfloat16): widen a tile of p and g to float, run the float loop,
 // narrow p back (to nearest even, or stochastically when sr is given).
 template <class Rule, class S16>
@@ -29,6 +45,7 @@ void apply_piece_16bit(const Rule& rule, const ElementScalars<float>& k, S16* p,
   alignas(64) float g32[kHalfTile];
   for (int64_t i = 0; i < n; i += kHalfTile) {
     const int64_t w = n - i < kHalfTile ? n - i : kHalfTile;
+    prefetch_tile(p, g, nullptr, s, i, w);
     widen(p + i, p32, w);
     widen(g + i, g32, w);
     const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
@@ -48,6 +65,7 @@ void apply_piece_master(const Rule& rule, const ElementScalars<float>& k, S16* p
   alignas(64) float g32[kHalfTile];
   for (int64_t i = 0; i < n; i += kHalfTile) {
     const int64_t w = n - i < kHalfTile ? n - i : kHalfTile;
+    prefetch_tile(p, g, master, s, i, w);
     widen(g + i, g32, w);
     const auto at = [&](int k) { return s[k] ? s[k] + i : nullptr; };
     apply_piece<float>(rule, k, master + i, g32, at(0), at(1), at(2), at(3), w);

@@ -2,11 +2,13 @@
 // compiled once per instruction set like kernels.cpp (split from it to keep both readable).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "../rules/norm.h"
 #include "element_ranges.h"
 #include "isa_kernels.h"
+#include "prefetch.h"
 #include "storage.h"
 
 #ifndef FU_ISA_NS
@@ -19,33 +21,56 @@ namespace {
 // Squares are summed in double. float16 and bfloat16 go through float tiles with widen() /
 // narrow(), as apply_piece_16bit does: GCC cannot vectorise _Float16 conversions, and the scalar
 // loops ran ~10x slower than float32 instead of at the byte ratio.
+//
+// One read-only stream per thread is limited by how many cache lines are in flight, not by the
+// arithmetic: the `omp simd` reduction streamed ~15 GB/s on the 2-core Xeon where the update
+// (four streams) reaches ~38 (bench/results/step-options-*.md), and independent accumulators
+// alone did not change that (measured). Prefetching ahead (prefetch.h) is what raised it.
+// Element i of a piece goes to accumulator i % kSumLanes and the lanes are added in lane order:
+// the summation order is fixed by the piece alone (not by alignment, vector width or thread
+// count), with enough independent chains to hide the FMA latency at any vector width.
+constexpr int kSumLanes = 32;
+// 8 KB ahead: 4, 8 and 16 KB streamed alike on the 2-core Xeon (read pass between updates of
+// 16M float32 elements), 32 KB a little slower.
+constexpr uintptr_t kSumPrefetchBytes = 8192;
 
-template <class T>
-double sum_squares_vector(const T* __restrict x, int64_t n) {
-  double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = static_cast<double>(x[i]);
-    acc += v * v;
+// lanes[j] += x[i]^2 for every i = j (mod kSumLanes) of [0, n); n % kSumLanes lanes get one
+// element fewer. kPrefetch: x is the array in memory (not a widened tile).
+template <bool kPrefetch, class T>
+void add_squares(double* __restrict lanes, const T* __restrict x, int64_t n) {
+  int64_t i = 0;
+  for (; i + kSumLanes <= n; i += kSumLanes) {
+    if constexpr (kPrefetch) prefetch_ahead(x + i, kSumLanes * sizeof(T), kSumPrefetchBytes);
+    for (int j = 0; j < kSumLanes; ++j) {
+      const double v = static_cast<double>(x[i + j]);
+      lanes[j] += v * v;
+    }
   }
-  return acc;
+  for (int j = 0; i < n; ++i, ++j) {
+    const double v = static_cast<double>(x[i]);
+    lanes[j] += v * v;
+  }
 }
 
 // Sum of squares of x[0, n).
 template <class S>
 double sum_squares_contiguous(const S* x, int64_t n) {
+  double lanes[kSumLanes] = {};
   if constexpr (kIs16Bit<S>) {
+    static_assert(kHalfTile % kSumLanes == 0, "every tile must start at lane 0");
     alignas(64) float tile[kHalfTile];
-    double acc = 0.0;
     for (int64_t i = 0; i < n; i += kHalfTile) {
       const int64_t w = std::min(n - i, kHalfTile);
+      prefetch_ahead(x + i, w * static_cast<int64_t>(sizeof(S)), kSumPrefetchBytes);
       widen(x + i, tile, w);
-      acc += sum_squares_vector(tile, w);
+      add_squares<false>(lanes, tile, w);
     }
-    return acc;
   } else {
-    return sum_squares_vector(x, n);
+    add_squares<true>(lanes, x, n);
   }
+  double acc = 0.0;
+  for (int j = 0; j < kSumLanes; ++j) acc += lanes[j];
+  return acc;
 }
 
 // out[i] = x[i] * f[i or 0] in T. x and out are the same array (in place) or disjoint

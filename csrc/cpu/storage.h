@@ -37,11 +37,14 @@ constexpr bool kIs16Bit = std::is_same_v<S, half_t> || std::is_same_v<S, bfloat1
 // GCC 12 cannot vectorise _Float16 <-> float conversions without AVX512-FP16, so float16 (and,
 // the same way, bfloat16) pieces are widened a tile at a time with F16C / AVX-512 instructions,
 // processed by the (vectorised) float loop, and narrowed back with round-to-nearest-even, exactly
-// as a scalar static_cast would. Tile size measured on the 2-core EPYC (adam, 16M / 1M / 64K): 256
-// keeps float16 at the 22/28 byte ratio of float32's time when streaming and within ~20% of float32
-// in cache; 64 lost bandwidth, 512-2048 lost ~20% when streaming, and branch-free bit-twiddling
-// conversions in one loop were 1.6x slower in cache.
-constexpr int64_t kHalfTile = 256;
+// as a scalar static_cast would; branch-free bit-twiddling conversions in one loop were 1.6x
+// slower in cache (2-core EPYC). Tile size and prefetch distance measured together on the 2-core
+// Xeon (adam, bfloat16 / float16, 16M and 1M, paired rounds against the float32 stream): tiles of
+// 128 with prefetch hints 512 elements ahead streamed at 97-100% of the float32 stream's GB/s;
+// 64 was level or a little slower, 256 with the same hints 83%, and 256 without hints (the
+// EPYC's choice) 78-82% at 16M. 1024 elements ahead was level, 2048 slower in cache (1M).
+constexpr int64_t kHalfTile = 128;
+constexpr int64_t kPrefetchElements = 512;
 
 // The shared dispatch (csrc/common/dtype_dispatch.h) with this backend's 16-bit types; it
 // throws on an unknown dtype instead of silently doing nothing.
