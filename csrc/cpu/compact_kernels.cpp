@@ -99,7 +99,7 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   alignas(64) float p32[kQuantBlock];
   alignas(64) float g32[kQuantBlock];
   // Full tiles pass their width as a compile-time constant, so that the (inlined) tile loops
-  // have a fixed trip count: no peeling or remainder code per 256 elements.
+  // have a fixed trip count: no peeling or remainder code per block.
   const auto one_tile = [&](int64_t i, auto width) {
     const int64_t w = width;
     // Hints kPrefetchElements ahead, as for 16-bit params (kernels.cpp): streams of several

@@ -28,8 +28,11 @@
 
 namespace fusedupdates {
 
-// Elements per block scale: 4 bytes per 256 elements is 1.6% on top of the 1-byte codes.
-constexpr int64_t kQuantBlock = 256;
+// Elements per block scale: 4 bytes per 128 elements, 3.1% on top of the 1-byte codes (state
+// memory 25.8% of float32). The block is also the tile of the CPU loop; measured adam at 16M
+// with 64, 128, 256, 512 and 1024 on the 2-core Xeon: 128 was fastest for int8 and bfloat16
+// state (bench/results/compact-state-cpu-2core-xeon-2026-12-02.md).
+constexpr int64_t kQuantBlock = 128;
 
 constexpr int64_t quant_blocks(int64_t numel) { return (numel + kQuantBlock - 1) / kQuantBlock; }
 
