@@ -80,13 +80,17 @@ void CpuStepper::hold_scales(const py::object& lists, size_t count, size_t n,
   if (outer.size() != count)
     throw ArgValueError(what + ": expected " + std::to_string(count) +
                         " lists (one per state), got " + std::to_string(outer.size()));
-  for (size_t k = 0; k < count; ++k) {
-    const py::tuple items = hold_items(outer[k], what.c_str());
-    if (items.size() != n)
-      throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + "[" +
-                          std::to_string(k) + "] for " + std::to_string(n) + " params");
-    for (const py::handle a : items) scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
-  }
+  for (size_t k = 0; k < count; ++k)
+    hold_scale_list(outer[k], n, what + "[" + std::to_string(k) + "]");
+}
+
+// Holds one list of n entries (None or a block-scale array) at the end of scale_arrays_.
+void CpuStepper::hold_scale_list(const py::handle& list, size_t n, const std::string& what) {
+  const py::tuple items = hold_items(list, what.c_str());
+  if (items.size() != n)
+    throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + " for " +
+                        std::to_string(n) + " params");
+  for (const py::handle a : items) scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
 }
 
 // The block scales as validator groups, one per state with scales (the rule's, the velocity).
@@ -133,16 +137,10 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   w->scale_arrays_ = scale_arrays_;
   w->scale_names_ = scale_names_;
   w->scale_names_.push_back("velocity");
-  if (velocity_scales.is_none()) {
+  if (velocity_scales.is_none())
     w->scale_arrays_.insert(w->scale_arrays_.end(), n, py::none());
-  } else {
-    const py::tuple items = hold_items(velocity_scales, "velocity_scales");
-    if (items.size() != n)
-      throw ArgValueError("got " + std::to_string(items.size()) +
-                          " arrays in velocity_scales for " + std::to_string(n) + " params");
-    for (const py::handle a : items)
-      w->scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
-  }
+  else
+    w->hold_scale_list(velocity_scales, n, "velocity_scales");
   w->build(groups, w->describe_scales(), true);
   return w;
 }

@@ -25,26 +25,18 @@ template <class Code>
   for (int64_t i = 0; i < w; ++i) out[i] = Code::decode(codes[i], multiplier);
 }
 
-// w floats to one block of codes, given the block's absmax (finite_magnitude's maximum over
-// the block); returns the absmax as stored (0 for a block of zeros, or of values too small
-// for a float32 scale).
-template <class Code>
-[[gnu::always_inline]] inline float encode_block_known(const float* __restrict x,
-                                                       uint8_t* __restrict codes, float absmax,
-                                                       int64_t w) {
-  const BlockScale<Code> scale(absmax);
-#pragma omp simd
-  for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
-  return scale.absmax;
-}
-
+// w floats to one block of codes with the block's new absmax; returns the absmax as stored
+// (0 for a block of zeros, or of values too small for a float32 scale).
 template <class Code>
 [[gnu::always_inline]] inline float encode_block(const float* __restrict x,
                                                  uint8_t* __restrict codes, int64_t w) {
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
   for (int64_t i = 0; i < w; ++i) absmax = std::max(absmax, finite_magnitude(x[i]));
-  return encode_block_known<Code>(x, codes, absmax, w);
+  const BlockScale<Code> scale(absmax);
+#pragma omp simd
+  for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
+  return scale.absmax;
 }
 
 [[gnu::always_inline]] inline void decode_block_signed(const uint8_t* codes, float absmax,

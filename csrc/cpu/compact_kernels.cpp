@@ -21,8 +21,12 @@
 namespace fusedupdates::cpu::FU_ISA_NS {
 namespace {
 
+template <class Rule>
+constexpr bool is_signed_state(int j) {
+  return ((Rule::kSignedStates >> j) & 1u) != 0;
+}
 template <class Rule, int j>
-constexpr bool kSignedState = ((Rule::kSignedStates >> j) & 1u) != 0;
+constexpr bool kSignedState = is_signed_state<Rule>(j);
 
 // One tile (w <= kQuantBlock elements, starting at element `at` of the tensor, a block start
 // for kInt8) in one loop: decode each state element, run the rule, keep the new state in a
@@ -34,6 +38,16 @@ template <StateFormat F, class Rule>
                                               const CompactState<F>* states, int64_t at,
                                               float (*tile)[kQuantBlock], int64_t w) {
   constexpr int K = Rule::kNumStates;
+  if constexpr (F == StateFormat::kInt8 && K >= 3) {
+    // GCC 12 vectorises no fused loop over three or more uint8 streams (amsgrad ran ~6x
+    // slower than with this separate pass): decode into the tiles first, then the float loop.
+    for (int j = 0; j < K; ++j)
+      decode_block_signed(states[j].data + at, states[j].scales[at / kQuantBlock], tile[j], w,
+                          is_signed_state<Rule>(j));
+    apply_piece<float>(rule, k, p, g, tile[0], K > 1 ? tile[1] : nullptr, K > 2 ? tile[2] : nullptr,
+                       K > 3 ? tile[3] : nullptr, w);
+    return;
+  }
   using Raw = typename CompactState<F>::Raw;
   using State = CompactState<F>;
   const auto raw = [&](int j) -> const Raw* { return j < K ? states[j].data + at : nullptr; };
@@ -50,15 +64,6 @@ template <StateFormat F, class Rule>
   if constexpr (K > 1) m1 = states[1].template multiplier<kSignedState<Rule, 1>>(at);
   if constexpr (K > 2) m2 = states[2].template multiplier<kSignedState<Rule, 2>>(at);
   if constexpr (K > 3) m3 = states[3].template multiplier<kSignedState<Rule, 3>>(at);
-  if constexpr (F == StateFormat::kInt8 && K >= 3) {
-    // GCC 12 vectorises no fused loop over three or more uint8 streams (amsgrad ran ~6x
-    // slower than with this separate pass): decode into the tiles first, then the float loop.
-    for (int j = 0; j < K; ++j)
-      decode_block_signed(states[j].data + at, states[j].scales[at / kQuantBlock], tile[j], w,
-                          ((Rule::kSignedStates >> j) & 1u) != 0);
-    apply_piece<float>(rule, k, p, g, t0, t1, t2, t3, w);
-    return;
-  }
 #pragma GCC ivdep
   for (int64_t i = 0; i < w; ++i) {
     StateVec<float, K> s;

@@ -41,8 +41,8 @@ def check_state_dtype(state_dtype: Any, params: list, on_gpu: bool) -> str | Non
     if state_dtype not in STATE_DTYPES:
         raise ValueError(f"state_dtype must be None, 'bfloat16' or 'int8', got {state_dtype!r}")
     if state_dtype in (None, "float32"):
-        for i, p in enumerate(params):
-            if state_dtype == "float32" and np.dtype(p.dtype) == np.float64:
+        for i, p in enumerate(params if state_dtype == "float32" else []):
+            if np.dtype(p.dtype) == np.float64:
                 raise ValueError(
                     f"params[{i}] is float64: its state is float64 (leave state_dtype=None)"
                 )
