@@ -116,3 +116,99 @@ def test_quantize_function_rejects_bad_arrays():
     with pytest.raises(ValueError, match="must not overlap"):
         both = np.empty(296 + 4 * blocks, np.uint8)  # absmax overlaps the last 4 codes
         _cpu.quantize_blockwise(x, both[:300], both[296:].view(np.float32), True)
+
+
+_ISA_SCRIPT = r"""
+import json, sys
+import numpy as np
+import fusedupdates as fu
+from fusedupdates import _cpu
+data = json.load(sys.stdin)
+out = {"simd": fu.build_info()["simd"], "codes": {}, "absmax": {}, "back": {}}
+for signed in (True, False):
+    key = str(signed)
+    x = np.array(data["x"][key], np.float32)
+    codes = np.empty(x.size, np.uint8)
+    absmax = np.empty(-(-x.size // _cpu.QUANT_BLOCK), np.float32)
+    _cpu.quantize_blockwise(x, codes, absmax, signed)
+    any_codes = np.array(data["any_codes"], np.uint8)
+    scales = np.array(data["scales"], np.float32)
+    back = np.empty(any_codes.size, np.float32)
+    _cpu.dequantize_blockwise(any_codes, scales, back, signed)
+    out["codes"][key] = codes.tolist()
+    out["absmax"][key] = absmax.view(np.uint32).tolist()
+    out["back"][key] = back.view(np.uint32).tolist()
+json.dump(out, sys.stdout)
+"""
+
+
+def _isa_inputs(rng):
+    """Full blocks of every kind the AVX-512 codec sees, and the ones it hands back to the
+    element-wise loop: wide-range values, exact rounding ties, values below the smallest
+    code, -0, zero and subnormal blocks, a NaN or an Inf in a block; for decoding, every byte
+    (the NaN codes and the never-produced codes above the top included) under scales of
+    every size."""
+    x = {}
+    for signed in (True, False):
+        blocks = [wide_range(rng, 40 * BLOCK, signed)]
+        # ties halfway between codes, in blocks whose absmax is 1 (so the scaled value is x)
+        f = rng.integers(0, 8, 4 * BLOCK)
+        e = rng.integers(-14 if signed else -30, 0, 4 * BLOCK)
+        tie = np.ldexp(1.0 + (2 * f + 1) / 16.0, e).astype(np.float32)
+        tie = tie * (rng.choice([-1, 1], tie.size) if signed else 1)
+        tie[::BLOCK] = 1.0
+        blocks.append(tie)
+        tiny = np.full(BLOCK, 1e-20 * (-1 if signed else 1), np.float32)
+        tiny[0], tiny[1] = 1.0, -0.0
+        special = np.zeros(4 * BLOCK, np.float32)
+        special[BLOCK : 2 * BLOCK] = 5e-39
+        special[2 * BLOCK : 3 * BLOCK] = 0.25
+        special[2 * BLOCK + 7] = np.nan
+        special[3 * BLOCK : 4 * BLOCK] = 0.75
+        special[4 * BLOCK - 1] = np.inf
+        blocks += [tiny, special]
+        x[str(signed)] = np.concatenate(blocks).tolist()
+    any_codes = np.concatenate([np.arange(256)] * 6 + [rng.integers(0, 256, 16 * BLOCK)])
+    chosen = [1.0, 0.0, 3e38, 1e-39, 2.5e-10, 7.0]  # 3e38: codes above the top overflow to Inf
+    scales = np.resize(
+        np.concatenate([chosen, rng.uniform(0, 100, 16)]), -(-any_codes.size // BLOCK)
+    )
+    return {"x": x, "any_codes": any_codes.tolist(), "scales": scales.tolist()}
+
+
+@pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512", "avx512_bf16"])
+def test_every_instruction_set_codes_like_the_reference(rng, simd):
+    """The AVX-512 block codec and the element-wise loops give the reference's bytes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    inputs = _isa_inputs(rng)
+    res = subprocess.run(
+        [sys.executable, "-c", _ISA_SCRIPT],
+        input=json.dumps(inputs),
+        env=dict(os.environ, FUSEDUPDATES_SIMD=simd),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = json.loads(res.stdout)
+    if out["simd"] != simd:
+        pytest.skip(f"this CPU has no {simd} path (runs {out['simd']})")
+    any_codes = np.array(inputs["any_codes"], np.uint8)
+    scales = np.array(inputs["scales"])
+    for signed in (True, False):
+        key = str(signed)
+        want_codes, want_absmax = RC.quantize_blockwise(
+            np.array(inputs["x"][key], np.float32), signed
+        )
+        np.testing.assert_array_equal(np.array(out["codes"][key], np.uint8), want_codes)
+        np.testing.assert_array_equal(
+            np.array(out["absmax"][key], np.uint32), want_absmax.view(np.uint32)
+        )
+        with np.errstate(over="ignore"):
+            want_back = RC.dequantize_blockwise(any_codes, scales.astype(np.float32), signed)
+        np.testing.assert_array_equal(
+            np.array(out["back"][key], np.uint32), want_back.view(np.uint32)
+        )

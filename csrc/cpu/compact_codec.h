@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "../rules/quantize.h"
+#include "compact_simd.h"
 #include "step_plan.h"
 #include "storage.h"
 
@@ -20,6 +21,9 @@ inline namespace FU_ISA_NS {  // see storage.h
 template <class Code>
 [[gnu::always_inline]] inline void decode_block(const uint8_t* __restrict codes, float absmax,
                                                 float* __restrict out, int64_t w) {
+#if defined(FU_COMPACT_SIMD)
+  if (w == kQuantBlock && decode_full_block_simd<Code>(codes, absmax, out)) return;
+#endif
   const float multiplier = BlockScale<Code>(absmax).multiplier;
 #pragma omp simd
   for (int64_t i = 0; i < w; ++i) out[i] = Code::decode(codes[i], multiplier);
@@ -30,12 +34,18 @@ template <class Code>
 template <class Code>
 [[gnu::always_inline]] inline float encode_block(const float* __restrict x,
                                                  uint8_t* __restrict codes, int64_t w) {
+#if defined(FU_COMPACT_SIMD)
+  float stored;
+  if (w == kQuantBlock && encode_full_block_simd<Code>(x, codes, &stored)) return stored;
+#endif
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
   for (int64_t i = 0; i < w; ++i) absmax = std::max(absmax, finite_magnitude(x[i]));
   const BlockScale<Code> scale(absmax);
+#ifndef FU_NO_CODES
 #pragma omp simd
   for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
+#endif
   return scale.absmax;
 }
 
