@@ -47,14 +47,48 @@ static_assert(kQuantBlock % 64 == 0, "the SIMD codec works on whole 64-byte line
   return any != 0;
 }
 
-// The largest |x| of a full block as float32 bits: for non-negative floats the integer order
-// is the float order, and a result >= 0x7f800000 means the block holds an Inf or a NaN.
-[[gnu::always_inline]] inline uint32_t block_absmax_bits(const float* x) {
-  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-  __m512i m = _mm512_setzero_si512();
-  for (int64_t i = 0; i < kQuantBlock; i += kLanes)
-    m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(x + i), magnitude));
-  return static_cast<uint32_t>(_mm512_reduce_max_epu32(m));
+// The block's 128 |x| as float32 bits (kept in registers between the absmax and the codes).
+struct BlockMagnitudes {
+  static constexpr int kVectors = kQuantBlock / kLanes;
+  __m512i bits[kVectors];
+  [[gnu::always_inline]] explicit BlockMagnitudes(const float* x) {
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    for (int v = 0; v < kVectors; ++v)
+      bits[v] = _mm512_and_si512(_mm512_loadu_si512(x + v * kLanes), magnitude);
+  }
+  // The largest: for non-negative floats the integer order is the float order, and a result
+  // >= 0x7f800000 means the block holds an Inf or a NaN.
+  [[gnu::always_inline]] uint32_t max_bits() const {
+    __m512i m = bits[0];
+    for (int v = 1; v < kVectors; ++v) m = _mm512_max_epu32(m, bits[v]);
+    return static_cast<uint32_t>(_mm512_reduce_max_epu32(m));
+  }
+};
+
+// |x| * inverse (non-negative, finite, scaled so that it is <= top) to magnitude codes as
+// TinyFloat::encode: to nearest, ties away, as int32. The offset is subtracted before the
+// (arithmetic) shift, which is the same as after it (it is a multiple of 2^shift); below the
+// smallest code the result is negative, which the saturating pack to bytes makes 0. No clamp
+// at kTop: the block's own absmax A scales every |x| <= A to at most fl(A * fl(1/A)) <=
+// 1 + 2^-23, which rounds to the top code itself.
+template <class Magnitude>
+[[gnu::always_inline]] inline __m512i magnitude_codes(__m512i magnitude_bits, __m512 inverse) {
+  constexpr int32_t kRoundedOffset =
+      int32_t(1u << (Magnitude::kShift - 1)) - int32_t(Magnitude::kOffset << Magnitude::kShift);
+  const __m512 y = _mm512_mul_ps(_mm512_castsi512_ps(magnitude_bits), inverse);
+  return _mm512_srai_epi32(
+      _mm512_add_epi32(_mm512_castps_si512(y), _mm512_set1_epi32(kRoundedOffset)),
+      Magnitude::kShift);
+}
+
+// 64 int32 codes (4 vectors, each 0..255 or negative) to 64 bytes in order: the saturating
+// packs make a negative code 0 and work within 128-bit lanes, so that lane i then holds
+// dwords i of a, b, c, d; one permutation puts them back in order.
+[[gnu::always_inline]] inline void store_codes64(uint8_t* out, __m512i a, __m512i b, __m512i c,
+                                                 __m512i d) {
+  const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(a, b), _mm512_packus_epi32(c, d));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  _mm512_storeu_si512(out, _mm512_permutexvar_epi32(order, bytes));
 }
 
 // 16 codes to float32 bits of their magnitude's value: (c + offset) << shift, 0 for code 0.
@@ -63,21 +97,6 @@ template <class Magnitude>
   const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
   return _mm512_slli_epi32(
       _mm512_maskz_add_epi32(nonzero, c, _mm512_set1_epi32(Magnitude::kOffset)), Magnitude::kShift);
-}
-
-// |y| to magnitude codes, as TinyFloat::encode: to nearest, ties away. The offset is
-// subtracted before the (arithmetic) shift, which is the same as after it (it is a multiple of
-// 2^shift); below the smallest code the result is negative and becomes 0. No clamp at kTop:
-// the block's own absmax A scales every |x| <= A to at most fl(A * fl(1/A)) <= 1 + 2^-23,
-// which rounds to the top code itself.
-template <class Magnitude>
-[[gnu::always_inline]] inline __m512i magnitude_codes(__m512 magnitude) {
-  constexpr int32_t kRoundedOffset =
-      int32_t(1u << (Magnitude::kShift - 1)) - int32_t(Magnitude::kOffset << Magnitude::kShift);
-  const __m512i r = _mm512_srai_epi32(
-      _mm512_add_epi32(_mm512_castps_si512(magnitude), _mm512_set1_epi32(kRoundedOffset)),
-      Magnitude::kShift);
-  return _mm512_max_epi32(r, _mm512_setzero_si512());
 }
 
 template <class Code>
@@ -95,14 +114,13 @@ struct SimdCodec<SignedCode> {
     const __mmask16 nonzero = _mm512_test_epi32_mask(magnitude, magnitude);
     return _mm512_maskz_mul_ps(nonzero, _mm512_castsi512_ps(bits), multiplier);
   }
-  [[gnu::always_inline]] static __m512i encode(__m512 x, __m512 inverse) {
-    const __m512i x_bits = _mm512_castps_si512(x);
-    const __m512 magnitude = _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_castps_si512(_mm512_mul_ps(x, inverse)), _mm512_set1_epi32(0x7fffffff)));
-    const __m512i c = magnitude_codes<M>(magnitude);
-    // The sign where the magnitude code is nonzero (a "-0" code would read as NaN).
+  // x's sign where the magnitude code is nonzero ("-0" would read as NaN); a negative
+  // (flushed) code stays negative, which the pack makes 0.
+  [[gnu::always_inline]] static __m512i encode(const float* x, __m512i magnitude_bits,
+                                               __m512 inverse) {
+    const __m512i c = magnitude_codes<M>(magnitude_bits, inverse);
     const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
-    return _mm512_mask_ternarylogic_epi32(c, nonzero, _mm512_srli_epi32(x_bits, 24),
+    return _mm512_mask_ternarylogic_epi32(c, nonzero, _mm512_srli_epi32(_mm512_loadu_si512(x), 24),
                                           _mm512_set1_epi32(0x80), 0xF8);  // A | (B & C)
   }
 };
@@ -113,10 +131,9 @@ struct SimdCodec<UnsignedCode> {
   [[gnu::always_inline]] static __m512 decode(__m512i c, __m512 multiplier) {
     return _mm512_mul_ps(_mm512_castsi512_ps(magnitude_bits<M>(c)), multiplier);
   }
-  [[gnu::always_inline]] static __m512i encode(__m512 x, __m512 inverse) {
-    const __m512 magnitude = _mm512_castsi512_ps(_mm512_and_si512(
-        _mm512_castps_si512(_mm512_mul_ps(x, inverse)), _mm512_set1_epi32(0x7fffffff)));
-    return magnitude_codes<M>(magnitude);
+  [[gnu::always_inline]] static __m512i encode(const float*, __m512i magnitude_bits,
+                                               __m512 inverse) {
+    return magnitude_codes<M>(magnitude_bits, inverse);
   }
 };
 
@@ -140,13 +157,18 @@ template <class Code>
 [[gnu::always_inline]] inline bool encode_full_block_simd(const float* __restrict x,
                                                           uint8_t* __restrict codes,
                                                           float* absmax) {
-  const uint32_t max_bits = block_absmax_bits(x);
+  const BlockMagnitudes magnitudes(x);
+  const uint32_t max_bits = magnitudes.max_bits();
   if (max_bits >= 0x7f800000u) return false;
   const BlockScale<Code> scale(bits_float(max_bits));
   const __m512 inverse = _mm512_set1_ps(scale.inverse);
-  for (int64_t i = 0; i < kQuantBlock; i += kLanes)
-    _mm512_mask_cvtepi32_storeu_epi8(codes + i, 0xFFFF,
-                                     SimdCodec<Code>::encode(_mm512_loadu_ps(x + i), inverse));
+  for (int v = 0; v < BlockMagnitudes::kVectors; v += 4) {
+    const auto codes_of = [&](int u) {
+      return SimdCodec<Code>::encode(x + u * kLanes, magnitudes.bits[u], inverse);
+    };
+    store_codes64(codes + v * kLanes, codes_of(v), codes_of(v + 1), codes_of(v + 2),
+                  codes_of(v + 3));
+  }
   *absmax = scale.absmax;
   return true;
 }
