@@ -290,17 +290,20 @@ py::object CpuStepper::step(const py::handle& grads, const py::object& max_norm,
     std::vector<cpu::StepPlan>& plans = frozen == 0 ? plans_ : without_frozen(plans_, active);
     const cpu::KernelTable& k = cpu::kernels();
     const int threads = cpu::num_threads();
-    // One read of the grads serves both the norm and the non-finite check: a float16/32
-    // square cannot overflow a double, so the sum is finite exactly when every grad is (a
-    // float64 grad above ~1e154 in magnitude also counts as non-finite).
+    // At most one read of the grads before the update. Clipping: the sum of squares serves
+    // both the norm and the non-finite check (a float16/32 square cannot overflow a double,
+    // so the sum is finite exactly when every grad is; a float64 grad above ~1e154 in
+    // magnitude also counts as non-finite). Only checking: the cheaper test of the bits.
     double multiplier = inverse_scale;
     bool finite = true;
-    if (clip || skip_nonfinite) {
+    if (clip) {
       double sum = 0.0;
       for (const cpu::StepPlan& plan : plans) sum += k.plan_sum_squares(plan, threads);
       finite = std::isfinite(sum);
       norm = std::sqrt(sum) * inverse_scale;  // the norm of the unscaled grads
-      if (clip) multiplier = norm_multiplier(norm, bound, kClipEpsilon) * inverse_scale;
+      multiplier = norm_multiplier(norm, bound, kClipEpsilon) * inverse_scale;
+    } else if (skip_nonfinite) {
+      for (const cpu::StepPlan& plan : plans) finite = finite && k.plan_all_finite(plan, threads);
     }
     core_->last_applied = finite || !skip_nonfinite;
     if (core_->last_applied) {

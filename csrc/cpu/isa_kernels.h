@@ -17,6 +17,7 @@ void dequantize(const uint8_t* codes, const float* absmax, float* x, int64_t n, 
                 int num_threads);
 
 double plan_sum_squares(const StepPlan& plan, int num_threads);
+bool plan_all_finite(const StepPlan& plan, int num_threads);
 double list_sum_squares(const ArrayList& list, int num_threads);
 void list_scale(const ArrayList& list, double factor, int num_threads);
 void norm_constraint(DType dtype, const void* x, void* out, int64_t outer, int64_t reduce,

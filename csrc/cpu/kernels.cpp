@@ -180,9 +180,16 @@ void stream(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n
 #define FU_STR(x) FU_STR2(x)
 
 const KernelTable& kernel_table() {
-  static const KernelTable table{
-      FU_STR(FU_ISA_NAME), apply_step, plan_sum_squares, list_sum_squares, list_scale,
-      norm_constraint,     stream,     quantize,         dequantize};
+  static const KernelTable table{.isa = FU_STR(FU_ISA_NAME),
+                                 .apply_step = apply_step,
+                                 .plan_sum_squares = plan_sum_squares,
+                                 .plan_all_finite = plan_all_finite,
+                                 .list_sum_squares = list_sum_squares,
+                                 .list_scale = list_scale,
+                                 .norm_constraint = norm_constraint,
+                                 .stream = stream,
+                                 .quantize = quantize,
+                                 .dequantize = dequantize};
   return table;
 }
 

@@ -51,6 +51,9 @@ struct KernelTable {
   void (*apply_step)(const StepPlan&, int num_threads);
   // Sum of squares of every element of every grad of the plan (deterministic order).
   double (*plan_sum_squares)(const StepPlan&, int num_threads);
+  // Whether every grad of the plan is finite (no NaN, no Inf): the check of a step that skips
+  // non-finite grads but does not clip.
+  bool (*plan_all_finite)(const StepPlan&, int num_threads);
   double (*list_sum_squares)(const ArrayList&, int num_threads);
   void (*list_scale)(const ArrayList&, double factor, int num_threads);
   // x viewed as [outer, reduce, inner]: norms over the middle axis, then x*min(n,max)/(eps+n).
