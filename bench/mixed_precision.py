@@ -1,6 +1,7 @@
 """``python -m bench.mixed_precision``: 16-bit adam on the CPU, with and without master weights.
 
-One tensor of N elements (default 1M and 16M), adam, the same grads every step. Rows, all
+Workloads: one tensor of N elements (default 1M and 16M) or the 196-tensor model of ``python
+-m bench`` (``--sizes model``: ``model-10M``), adam, the same grads every step. Rows, all
 timed in the same interleaved rounds:
 
 * ``fu`` updaters: float32, float16, bfloat16, float16 / bfloat16 with ``master_weights``,
@@ -43,7 +44,24 @@ def _seconds(call, repeat: int) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
-def fu_rows(fu, n: int, rng) -> list[tuple[str, object, int, str]]:
+def _shapes(workload: str) -> list[tuple[int, ...]]:
+    from .workloads import parse_workload
+
+    return list(parse_workload(workload).shapes)
+
+
+def _torch_params(torch, shapes, tdtype, rng):
+    ps = []
+    for s in shapes:
+        p = torch.nn.Parameter(
+            torch.from_numpy(rng.standard_normal(s, dtype=np.float32) * 0.1).to(tdtype)
+        )
+        p.grad = torch.from_numpy(rng.standard_normal(s, dtype=np.float32) * 1e-2).to(tdtype)
+        ps.append(p)
+    return ps
+
+
+def fu_rows(fu, shapes, rng) -> list[tuple[str, object, int, str]]:
     """(label, step, bytes per element, ceiling pattern) of every fusedupdates mode."""
     rows = []
     for label, dtype, master, rounding in [
@@ -54,13 +72,11 @@ def fu_rows(fu, n: int, rng) -> list[tuple[str, object, int, str]]:
         ("fu bfloat16 + master", _bf16(), True, "nearest"),
         ("fu bfloat16 stochastic rounding", _bf16(), False, "stochastic"),
     ]:
-        p = (rng.standard_normal(n, dtype=np.float32) * 0.1).astype(dtype)
-        g = (rng.standard_normal(n, dtype=np.float32) * 1e-2).astype(dtype)
-        upd = fu.adam([p], **HYPER, master_weights=master, rounding=rounding)
+        ps = [(rng.standard_normal(s, dtype=np.float32) * 0.1).astype(dtype) for s in shapes]
+        gs = [(rng.standard_normal(s, dtype=np.float32) * 1e-2).astype(dtype) for s in shapes]
+        upd = fu.adam(ps, **HYPER, master_weights=master, rounding=rounding)
         nbytes = 3 * dtype.itemsize + 16 + (8 if master else 0)
-        rows.append(
-            (label, lambda u=upd, g=g: u.step([g]), nbytes, "master" if master else "plain")
-        )
+        rows.append((label, lambda u=upd, g=gs: u.step(g), nbytes, "master" if master else "plain"))
     return rows
 
 
@@ -78,7 +94,7 @@ def ceiling_rows(n: int) -> dict[str, tuple[object, int]]:
     return out
 
 
-def torch_rows(n: int, rng) -> list[tuple[str, object, int, str]]:
+def torch_rows(shapes, rng) -> list[tuple[str, object, int, str]]:
     try:
         import torch
     except ImportError:
@@ -86,21 +102,18 @@ def torch_rows(n: int, rng) -> list[tuple[str, object, int, str]]:
     rows = []
     for name, tdtype in [("bfloat16", torch.bfloat16), ("float16", torch.float16)]:
         for mode in ("fused", "foreach"):
-            p = torch.nn.Parameter(
-                torch.from_numpy(rng.standard_normal(n, dtype=np.float32) * 0.1).to(tdtype)
-            )
-            p.grad = torch.from_numpy(rng.standard_normal(n, dtype=np.float32) * 1e-2).to(tdtype)
+            ps = _torch_params(torch, shapes, tdtype, rng)
             b1, b2 = HYPER["beta1"], HYPER["beta2"]
             opt = torch.optim.Adam(
-                [p], lr=HYPER["learning_rate"], betas=(b1, b2), eps=HYPER["epsilon"],
+                ps, lr=HYPER["learning_rate"], betas=(b1, b2), eps=HYPER["epsilon"],
                 **{mode: True},
             )  # fmt: skip
             label = f"torch {mode} {name} ({name} state)"
-            rows.append((label, lambda o=opt, p=p: o.step(), 14, "plain"))
+            rows.append((label, lambda o=opt, p=ps: o.step(), 14, "plain"))
     return rows
 
 
-def deepspeed_rows(n: int, rng) -> tuple[list, list[str]]:
+def deepspeed_rows(shapes, rng) -> tuple[list, list[str]]:
     try:
         import torch
         from deepspeed.ops.adam import DeepSpeedCPUAdam
@@ -108,13 +121,11 @@ def deepspeed_rows(n: int, rng) -> tuple[list, list[str]]:
         return [], [f"DeepSpeedCPUAdam: not available ({type(e).__name__})"]
     rows, notes = [], []
     for name, tdtype in [("bfloat16", torch.bfloat16), ("float16", torch.float16)]:
-        p = torch.nn.Parameter(
-            torch.from_numpy(rng.standard_normal(n, dtype=np.float32) * 0.1).to(tdtype)
-        )
-        p.grad = torch.from_numpy(rng.standard_normal(n, dtype=np.float32) * 1e-2).to(tdtype)
+        ps = _torch_params(torch, shapes, tdtype, rng)
+        p = ps[-1]
         try:
             opt = DeepSpeedCPUAdam(
-                [p], lr=HYPER["learning_rate"], betas=(HYPER["beta1"], HYPER["beta2"]),
+                ps, lr=HYPER["learning_rate"], betas=(HYPER["beta1"], HYPER["beta2"]),
                 eps=HYPER["epsilon"], weight_decay=0.0, adamw_mode=False,
             )  # fmt: skip
             before = p.detach().clone()
@@ -128,15 +139,19 @@ def deepspeed_rows(n: int, rng) -> tuple[list, list[str]]:
     return rows, notes
 
 
-def measure(n: int, rounds: int, min_time: float, peers: bool) -> tuple[list[str], list[str]]:
+def measure(
+    workload: str, rounds: int, min_time: float, peers: bool
+) -> tuple[list[str], list[str]]:
     import fusedupdates as fu
 
     rng = np.random.default_rng(0)
-    rows = fu_rows(fu, n, rng)
+    shapes = _shapes(workload)
+    n = sum(int(np.prod(s)) for s in shapes)
+    rows = fu_rows(fu, shapes, rng)
     notes: list[str] = []
     if peers:
-        rows += torch_rows(n, rng)
-        ds, why = deepspeed_rows(n, rng)
+        rows += torch_rows(shapes, rng)
+        ds, why = deepspeed_rows(shapes, rng)
         rows += ds
         notes += why
     ceilings = ceiling_rows(n)
@@ -154,7 +169,8 @@ def measure(n: int, rounds: int, min_time: float, peers: bool) -> tuple[list[str
             times[label].append(_seconds(calls[label], reps[label]))
     ref = times["fu bfloat16"]
     lines = [
-        f"**{n / 1e6:g}M elements** (median of {rounds} interleaved rounds)",
+        f"**{workload} ({len(shapes)} tensors, {n / 1e6:.2f}M elements)** (median of {rounds} "
+        "interleaved rounds)",
         "",
         "| implementation | B/elem | ms/step | GB/s | % of ceiling | time / fu bfloat16 |",
         "|---|---|---|---|---|---|",
@@ -186,7 +202,7 @@ def measure(n: int, rounds: int, min_time: float, peers: bool) -> tuple[list[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="1M,16M")
+    ap.add_argument("--sizes", default="1M,16M", help="comma list: e.g. 1M, 16M, model")
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--min-time", type=float, default=0.05)
     ap.add_argument("--no-peers", action="store_true", help="skip torch and DeepSpeed")
@@ -198,17 +214,16 @@ def main() -> None:
 
     info = fu.build_info()
     print(
-        f"adam, one tensor; fusedupdates {info['version']}, simd {info['simd']}, "
+        f"adam; fusedupdates {info['version']}, simd {info['simd']}, "
         f"{info['num_threads']} threads; {platform.processor() or platform.machine()}\n"
     )
     for size in args.sizes.split(","):
-        n = int(float(size.rstrip("MK")) * (1 << 20 if size.endswith("M") else 1 << 10))
         if args.wait_quiet > 0:
             from .timing import wait_until_quiet
 
             wait_until_quiet(args.wait_quiet)
         load = os.getloadavg()[0]
-        lines, notes = measure(n, args.rounds, args.min_time, not args.no_peers)
+        lines, notes = measure(size, args.rounds, args.min_time, not args.no_peers)
         load = max(load, os.getloadavg()[0])
         print("\n".join(lines))
         print(
