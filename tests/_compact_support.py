@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-from _support import REF, STATE_NAMES, STEP_RULES, assert_close
+from _support import REF, STATE_NAMES, STEP_RULES, _peak, assert_close
 
 RC = importlib.import_module("_fusedupdates_source.reference_compact")
 SIGNED = {"m", "velocity"}
@@ -99,7 +99,7 @@ def reference_step(upd, rule, modifier, grads, hyper, mu, t, storage=np.float32)
 def check_step(upd, rule, modifier, grads, hyper, mu, t, what, storage=np.float32, ptol=1e-5):
     """One updater step against the teacher-forced reference."""
     params, work = reference_step(upd, rule, modifier, grads, hyper, mu, t, storage)
-    scale = [float(np.max(np.abs(p))) for p in params]
+    scale = [_peak(p) for p in params]
     upd.step(grads)
     state = upd.state
     for i, (p, r) in enumerate(zip(upd.params, params)):

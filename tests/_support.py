@@ -113,7 +113,11 @@ def random_params(rng, shapes, dtype) -> list[np.ndarray]:
 
 
 def _peak(a) -> float:
-    return float(np.max(np.abs(a))) if a is not None and np.size(a) else 0.0
+    """The largest finite magnitude (0 for none): NaN and Inf elements are compared as such."""
+    if a is None or not np.size(a):
+        return 0.0
+    m = np.abs(np.asarray(a, dtype=np.float64))
+    return float(np.max(m, where=np.isfinite(m), initial=0.0))
 
 
 def assert_close(got, want, tol: float, what: str = "", scale: float = 0.0) -> None:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 #include "compact_codec.h"
 #include "element_loop.h"
@@ -81,6 +82,52 @@ template <StateFormat F, class Rule>
   }
 }
 
+// f(std::integral_constant<int, j>) for every state j of Rule, in order.
+template <class Rule, class F>
+[[gnu::always_inline]] inline void for_each_state(F&& f) {
+  [&]<int... j>(std::integer_sequence<int, j...>) {
+    (f(std::integral_constant<int, j>{}), ...);
+  }(std::make_integer_sequence<int, Rule::kNumStates>{});
+}
+
+#if defined(FU_COMPACT_SIMD)
+// 8-bit states of one updated full block whose codes are written one block later
+// (compact_simd.h says why): begin() stores every state's new absmax and keeps the scale,
+// finish() writes the codes. A block with a non-finite value is encoded whole by finish().
+template <class Rule>
+struct DeferredCodes {
+  static constexpr int K = Rule::kNumStates > 0 ? Rule::kNumStates : 1;
+  template <int j>
+  using Code = std::conditional_t<kSignedState<Rule, j>, SignedCode, UnsignedCode>;
+  alignas(64) float tile[K][kQuantBlock];
+  float inverse[K];
+  bool finite[K];
+  int64_t at = -1;  // the block's first element; -1: nothing pending
+
+  [[gnu::always_inline]] void begin(const CompactState<StateFormat::kInt8>* states, int64_t i) {
+    at = i;
+    for_each_state<Rule>([&](auto j) {
+      const uint32_t max_bits = full_block_max_bits(tile[j]);
+      finite[j] = max_bits < 0x7f800000u;
+      const BlockScale<Code<j>> scale(bits_float(max_bits));
+      inverse[j] = scale.inverse;
+      if (finite[j]) states[j].scales[at / kQuantBlock] = scale.absmax;
+    });
+  }
+  [[gnu::always_inline]] void finish(const CompactState<StateFormat::kInt8>* states) {
+    if (at < 0) return;
+    for_each_state<Rule>([&](auto j) {
+      uint8_t* codes = states[j].data + at;
+      if (finite[j])
+        encode_full_block_codes<Code<j>>(tile[j], codes, inverse[j]);
+      else
+        states[j].scales[at / kQuantBlock] = encode_block<Code<j>>(tile[j], codes, kQuantBlock);
+    });
+    at = -1;
+  }
+};
+#endif
+
 template <StateFormat F, class Rule, int j = 0>
 [[gnu::always_inline]] inline void store_states(const CompactState<F>* states, int64_t at,
                                                 const float (*tile)[kQuantBlock], int64_t w) {
@@ -102,12 +149,12 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   S* p = static_cast<S*>(slot.param);
   const S* g = static_cast<const S*>(slot.grad);
   float* master = static_cast<float*>(slot.master);
-  alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
   alignas(64) float p32[kQuantBlock];
   alignas(64) float g32[kQuantBlock];
-  // Full tiles pass their width as a compile-time constant, so that the (inlined) tile loops
-  // have a fixed trip count: no peeling or remainder code per block.
-  const auto one_tile = [&](int64_t i, auto width) {
+  // The update of one tile, the new states left in `tile`. Full tiles pass their width as a
+  // compile-time constant, so that the (inlined) tile loops have a fixed trip count: no
+  // peeling or remainder code per block.
+  const auto update_tile = [&](int64_t i, auto width, float (*tile)[kQuantBlock]) {
     const int64_t w = width;
     // Hints kPrefetchElements ahead, as for 16-bit params (kernels.cpp): streams of several
     // widths kept too few cache lines in flight on their own.
@@ -130,12 +177,33 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
     } else {
       apply_tile<F>(rule, k, p + i, g + i, states, i, tile, w);
     }
-    store_states<F, Rule>(states, i, tile, w);
   };
+  constexpr std::integral_constant<int64_t, kQuantBlock> kFull{};
+  alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
   int64_t i = lo;
-  for (; i + kQuantBlock <= hi; i += kQuantBlock)
-    one_tile(i, std::integral_constant<int64_t, kQuantBlock>{});
-  if (i < hi) one_tile(i, hi - i);
+  if constexpr (F == StateFormat::kInt8 && kCompactSimd) {
+#if defined(FU_COMPACT_SIMD)
+    DeferredCodes<Rule> blocks[2];  // the block being updated and the one before it
+    for (int cur = 0; i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
+      // (A run-time width here: with kFull GCC 12 warned of out-of-bounds iterations in the
+      // 16-bit widen / narrow clones it made, paths that cannot run; no slower, measured.)
+      update_tile(i, kQuantBlock, blocks[cur].tile);
+      blocks[cur].begin(states, i);
+      blocks[cur ^ 1].finish(states);
+    }
+    blocks[0].finish(states);
+    blocks[1].finish(states);
+#endif
+  } else {
+    for (; i + kQuantBlock <= hi; i += kQuantBlock) {
+      update_tile(i, kFull, tile);
+      store_states<F, Rule>(states, i, tile, kQuantBlock);
+    }
+  }
+  if (i < hi) {
+    update_tile(i, hi - i, tile);
+    store_states<F, Rule>(states, i, tile, hi - i);
+  }
 }
 
 template <StateFormat F, class S, template <class> class R>
