@@ -47,6 +47,13 @@ add_library(fu_cuda_kernels STATIC
   csrc/cuda/update_adam.cu
   csrc/cuda/update_adamax.cu
   csrc/cuda/update_amsgrad.cu
+  csrc/cuda/compact_sgd.cu
+  csrc/cuda/compact_adagrad.cu
+  csrc/cuda/compact_rmsprop.cu
+  csrc/cuda/compact_adadelta.cu
+  csrc/cuda/compact_adam.cu
+  csrc/cuda/compact_adamax.cu
+  csrc/cuda/compact_amsgrad.cu
   csrc/cuda/update_dispatch.cu
   csrc/cuda/reduce_kernels.cu
   csrc/cuda/probe_kernels.cu

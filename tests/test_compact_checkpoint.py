@@ -133,13 +133,15 @@ def test_bad_state_dtype_and_params():
 
 
 @pytest.mark.parametrize("state_dtype", STATE_DTYPES)
-def test_cupy_params_are_refused_clearly(state_dtype):
-    # the check every factory runs once it knows the params are CuPy arrays
+def test_cupy_params_take_compact_state(state_dtype):
+    # the check every factory runs once it knows the params are CuPy arrays: the same answers
+    # as on the CPU (the GPU tests are tests/test_compact_state_gpu.py)
     from fusedupdates._compact import check_state_dtype
 
-    with pytest.raises(ValueError, match="not supported for CuPy arrays yet"):
-        check_state_dtype(state_dtype, [np.zeros(5000, np.float32)], on_gpu=True)
+    assert check_state_dtype(state_dtype, [np.zeros(5000, np.float32)], on_gpu=True) == state_dtype
     assert check_state_dtype(None, [np.zeros(5000, np.float32)], on_gpu=True) is None
+    with pytest.raises(ValueError, match="not float64"):
+        check_state_dtype(state_dtype, [np.zeros(5000)], on_gpu=True)
 
 
 def test_native_stepper_checks_compact_arrays():

@@ -105,18 +105,19 @@ inline bool c_contiguous(const std::vector<int64_t>& shape, const std::vector<in
 }
 
 // The DType of a numpy dtype object: identity with the native float dtypes first (the common
-// case, no call), else numpy's own description (byte-swapped and other dtypes: unsupported).
-inline DType dtype_of(PyObject* dt, std::string& dtype_str) {
+// case, no call), else numpy's own description (byte-swapped and other dtypes: unsupported;
+// uint8 only with allow_codes, for the codes of 8-bit compact state).
+inline DType dtype_of(PyObject* dt, std::string& dtype_str, bool allow_codes) {
   const CudaNames& n = CudaNames::get();
   for (int k = 0; k < 3; ++k)
     if (dt == n.dtypes[k]) return static_cast<DType>(k);
   const auto d = py::reinterpret_borrow<py::dtype>(dt);
-  const DType result = numpy_dtype(d);
+  const DType result = numpy_dtype(d, allow_codes);
   if (result == DType::kUnsupported) dtype_str = py::str(d);
   return result;
 }
 
-inline DType dtype_of_typestr(PyObject* typestr, std::string& dtype_str) {
+inline DType dtype_of_typestr(PyObject* typestr, std::string& dtype_str, bool allow_codes) {
   Py_ssize_t size = 0;
   const char* s = typestr != nullptr ? PyUnicode_AsUTF8AndSize(typestr, &size) : nullptr;
   if (s != nullptr && size == 3 && (s[0] == '<' || s[0] == '=') && s[1] == 'f') {
@@ -126,7 +127,7 @@ inline DType dtype_of_typestr(PyObject* typestr, std::string& dtype_str) {
   }
   PyErr_Clear();
   const py::dtype d = py::dtype::from_args(py::reinterpret_borrow<py::object>(typestr));
-  const DType result = numpy_dtype(d);
+  const DType result = numpy_dtype(d, allow_codes);
   if (result == DType::kUnsupported) dtype_str = py::str(d);
   return result;
 }
@@ -135,9 +136,9 @@ inline DType dtype_of_typestr(PyObject* typestr, std::string& dtype_str) {
 
 // obj must be a CUDA array (TypeError otherwise); None allowed when optional. `shape` receives
 // the shape and must outlive the returned description. Messages name `name[index]` like the
-// CPU binding's describe_numpy.
+// CPU binding's describe_numpy. allow_codes: uint8 is accepted (stepper states only).
 inline ArrayDesc describe_cuda(PyObject* obj, const char* name, size_t index, bool optional,
-                               std::vector<int64_t>& shape) {
+                               std::vector<int64_t>& shape, bool allow_codes = false) {
   ArrayDesc d;
   if (optional && obj == Py_None) return d;
   const CudaNames& n = CudaNames::get();
@@ -159,7 +160,7 @@ inline ArrayDesc describe_cuda(PyObject* obj, const char* name, size_t index, bo
     d.ptr = static_cast<std::uintptr_t>(PyLong_AsUnsignedLongLong(ptr.ptr()));
     d.device = static_cast<int>(detail::as_int(dev.ptr(), where(), "device_id"));
     detail::read_ints(shp.ptr(), shape, where(), "shape");
-    d.dtype = detail::dtype_of(dt.ptr(), d.dtype_str);
+    d.dtype = detail::dtype_of(dt.ptr(), d.dtype_str, allow_codes);
     const py::object contiguous = detail::attr(obj, n.c_contiguous);
     if (contiguous) {
       d.contiguous = PyObject_IsTrue(contiguous.ptr()) == 1;
@@ -194,7 +195,8 @@ inline ArrayDesc describe_cuda(PyObject* obj, const char* name, size_t index, bo
       detail::read_ints(s, strides, where(), "strides");
       has_strides = true;
     }
-    d.dtype = detail::dtype_of_typestr(PyDict_GetItemWithError(cai.ptr(), n.typestr), d.dtype_str);
+    d.dtype = detail::dtype_of_typestr(PyDict_GetItemWithError(cai.ptr(), n.typestr), d.dtype_str,
+                                       allow_codes);
     // The device: .device.id (CuPy-like objects) without a CUDA call; else the runtime's
     // pointer attributes (the first CUDA call, so the driver is checked first).
     const py::object dev = detail::attr(obj, n.device);
@@ -221,9 +223,11 @@ inline ArrayDesc describe_cuda(PyObject* obj, const char* name, size_t index, bo
   return d;
 }
 
-// A list/tuple of CUDA arrays (None entries allowed when optional_items).
+// A list/tuple of CUDA arrays (None entries allowed when optional_items; uint8 with
+// allow_codes).
 inline ArrayGroup describe_cuda_list(const py::handle& seq, const std::string& name, bool writeable,
-                                     ShapeStore& shapes, bool optional_items = false) {
+                                     ShapeStore& shapes, bool optional_items = false,
+                                     bool allow_codes = false) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
     throw ArgTypeError(name + ": expected a list of arrays, got " + type_name(seq));
   ArrayGroup g{name, {}, writeable};
@@ -233,7 +237,7 @@ inline ArrayGroup describe_cuda_list(const py::handle& seq, const std::string& n
   for (size_t i = 0; i < count; ++i) {
     shapes.emplace_back();
     g.arrays.push_back(
-        describe_cuda(items[i].ptr(), name.c_str(), i, optional_items, shapes.back()));
+        describe_cuda(items[i].ptr(), name.c_str(), i, optional_items, shapes.back(), allow_codes));
   }
   return g;
 }

@@ -202,10 +202,12 @@ hyperparameters and every device resource (tables, control block). Built once; s
 checks only the grads and launches on CuPy's current stream. t counts the updates applied,
 CUDA graph replays included. Internal: use the fusedupdates factories.)doc")
       .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
-                    const py::object&, bool>(),
+                    const py::object&, bool, const py::object&>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
-           py::arg("groups") = py::none(), py::kw_only(), py::arg("functional") = false)
-      .def("with_momentum", &CudaStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"))
+           py::arg("groups") = py::none(), py::kw_only(), py::arg("functional") = false,
+           py::arg("scales") = py::none())
+      .def("with_momentum", &CudaStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"),
+           py::kw_only(), py::arg("velocity_scales") = py::none())
       .def("step", &CudaStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),
            py::arg("grad_scale") = py::none(), py::arg("skip_nonfinite") = false)
       .def("prepare_step", &CudaStepper::prepare_step, py::arg("grads"))

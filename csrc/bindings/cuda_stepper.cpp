@@ -12,6 +12,12 @@
 namespace fusedupdates::bindings {
 namespace {
 
+const char* format_name(cuda::StateFormat f) {
+  return f == cuda::StateFormat::kInt8       ? "int8"
+         : f == cuda::StateFormat::kBFloat16 ? "bfloat16"
+                                             : "full";
+}
+
 cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
   if (!has_velocity) return cuda::Modifier::kNone;
   return nesterov ? cuda::Modifier::kNesterov : cuda::Modifier::kMomentum;
@@ -21,7 +27,8 @@ cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
 
 CudaStepper::CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
                          const std::vector<std::string>& state_names,
-                         const py::object& group_indices, bool functional) {
+                         const py::object& group_indices, bool functional,
+                         const py::object& scales) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
@@ -38,15 +45,58 @@ CudaStepper::CudaStepper(int rule, const py::sequence& params, const py::sequenc
   for (size_t k = 0; k < state_names.size(); ++k) {
     const std::string name = "state '" + state_names[k] + "'";
     const py::tuple s = hold_items(states[k], name.c_str());
-    groups.push_back(describe_cuda_list(s, name, true, shapes));
+    groups.push_back(describe_cuda_list(s, name, true, shapes, false, /*allow_codes=*/true));
     for (const py::handle a : s) arrays_.push_back(py::reinterpret_borrow<py::object>(a));
   }
+  const size_t rule_states = state_names.size() - (has_master_state(state_names) ? 1 : 0);
+  for (size_t k = 0; k < rule_states; ++k) scale_names_.push_back(state_names[k]);
+  hold_scales(scales, rule_states, p.size(), "scales");
   const int device = p.size() == 0 ? -1 : groups[0].arrays[0].device;
-  build(groups, false, std::make_shared<cuda::StepCore>(device, functional, num_groups_));
+  build(groups, describe_scales(shapes), false,
+        std::make_shared<cuda::StepCore>(device, functional, num_groups_));
 }
 
-std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velocity,
-                                                        bool nesterov) const {
+// Holds lists (None, or `count` lists of n entries, each None or an array) in scale_arrays_;
+// the messages are _cpu.Stepper's.
+void CudaStepper::hold_scales(const py::object& lists, size_t count, size_t n,
+                              const std::string& what) {
+  if (lists.is_none()) {
+    scale_arrays_.insert(scale_arrays_.end(), count * n, py::none());
+    return;
+  }
+  const py::tuple outer = hold_items(lists, what.c_str());
+  if (outer.size() != count)
+    throw ArgValueError(what + ": expected " + std::to_string(count) +
+                        " lists (one per state), got " + std::to_string(outer.size()));
+  for (size_t k = 0; k < count; ++k)
+    hold_scale_list(outer[k], n, what + "[" + std::to_string(k) + "]");
+}
+
+// Holds one list of n entries (None or a block-scale array) at the end of scale_arrays_.
+void CudaStepper::hold_scale_list(const py::handle& list, size_t n, const std::string& what) {
+  const py::tuple items = hold_items(list, what.c_str());
+  if (items.size() != n)
+    throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + " for " +
+                        std::to_string(n) + " params");
+  for (const py::handle a : items) scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
+}
+
+// The block scales as validator groups, one per state with scales (the rule's, the velocity).
+std::vector<ArrayGroup> CudaStepper::describe_scales(ShapeStore& shapes) const {
+  std::vector<ArrayGroup> out;
+  const size_t count = scale_names_.size();
+  const size_t per = count ? scale_arrays_.size() / count : 0;
+  for (size_t k = 0; k < count; ++k) {
+    py::tuple items(per);
+    for (size_t i = 0; i < per; ++i) items[i] = scale_arrays_[k * per + i];
+    out.push_back(describe_cuda_list(items, "state '" + scale_names_[k] + "_absmax'", true, shapes,
+                                     /*optional_items=*/true));
+  }
+  return out;
+}
+
+std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velocity, bool nesterov,
+                                                        const py::object& velocity_scales) const {
   if (has_velocity_)
     throw ArgValueError(
         "this stepper already has a momentum modifier; stacking two is not "
@@ -66,37 +116,70 @@ std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velo
   for (size_t k = 0; k <= state_names_.size(); ++k) {
     py::tuple items(n);
     for (size_t i = 0; i < n; ++i) items[i] = arrays_[k * n + i];
-    groups.push_back(describe_cuda_list(
-        items, k == 0 ? "params" : "state '" + state_names_[k - 1] + "'", true, shapes));
+    groups.push_back(describe_cuda_list(items,
+                                        k == 0 ? "params" : "state '" + state_names_[k - 1] + "'",
+                                        true, shapes, false, /*allow_codes=*/true));
   }
-  groups.push_back(
-      describe_cuda_list(v, "state 'velocity'", true, shapes, /*optional_items=*/true));
-  w->build(groups, true, engine_->core());
+  groups.push_back(describe_cuda_list(v, "state 'velocity'", true, shapes,
+                                      /*optional_items=*/true, /*allow_codes=*/true));
+  w->scale_arrays_ = scale_arrays_;
+  w->scale_names_ = scale_names_;
+  w->scale_names_.push_back("velocity");
+  if (velocity_scales.is_none())
+    w->scale_arrays_.insert(w->scale_arrays_.end(), n, py::none());
+  else
+    w->hold_scale_list(velocity_scales, n, "velocity_scales");
+  w->build(groups, w->describe_scales(shapes), true, engine_->core());
   return w;
 }
 
-void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity,
+namespace {
+
+cuda::StateFormat format_of(DType storage) {
+  return storage == DType::kBFloat16 ? cuda::StateFormat::kBFloat16
+         : storage == DType::kUInt8  ? cuda::StateFormat::kInt8
+                                     : cuda::StateFormat::kFull;
+}
+
+}  // namespace
+
+// groups: params, the rule's states, [master], [velocity]; scale_groups: one per rule state,
+// then one for the velocity when has_velocity. Validated as by _cpu.Stepper (FixedArrays).
+void CudaStepper::build(const std::vector<ArrayGroup>& groups,
+                        const std::vector<ArrayGroup>& scale_groups, bool has_velocity,
                         std::shared_ptr<cuda::StepCore> core) {
   has_velocity_ = has_velocity;
   const ArrayGroup& params = groups[0];
-  std::vector<const ArrayGroup*> states;
-  std::vector<bool> allow_missing;
-  for (size_t k = 1; k < groups.size(); ++k) {
-    states.push_back(&groups[k]);
-    allow_missing.push_back(has_velocity && k + 1 == groups.size());
-  }
-  fixed_ = FixedArrays(params, states, allow_missing);
-  const size_t n = params.arrays.size();
   // A last state named "master" is the float32 master copy of 16-bit params, not a rule state.
   const bool with_master = has_master_state(state_names_);
   const size_t rule_states = state_names_.size() - (with_master ? 1 : 0);
+  const ArrayGroup no_scales{"no scales", std::vector<ArrayDesc>(params.arrays.size()), true};
+  std::vector<const ArrayGroup*> states, scales;
+  std::vector<bool> allow_missing, full_only;
+  for (size_t k = 1; k < groups.size(); ++k) {
+    const bool is_master = with_master && k == 1 + rule_states;
+    const bool is_velocity = has_velocity && k + 1 == groups.size();
+    states.push_back(&groups[k]);
+    allow_missing.push_back(is_velocity);
+    full_only.push_back(is_master);
+    scales.push_back(is_master ? &no_scales : &scale_groups[is_velocity ? rule_states : k - 1]);
+  }
+  fixed_ = FixedArrays(params, states, allow_missing, scales, full_only);
+  const size_t n = params.arrays.size();
+  const auto scales_at = [&](size_t k, size_t i) {
+    const ArrayDesc& a = scale_groups[k].arrays[i];
+    return a.present ? reinterpret_cast<float*>(a.ptr) : nullptr;
+  };
   std::vector<cuda::TensorDesc> tensors(n);
   for (size_t i = 0; i < n; ++i) {
     cuda::TensorDesc& t = tensors[i];
     t.param = reinterpret_cast<void*>(params.arrays[i].ptr);
     for (int k = 0; k < kMaxStates; ++k) t.state[k] = nullptr;
-    for (size_t k = 0; k < rule_states; ++k)
+    for (size_t k = 0; k < rule_states; ++k) {
       t.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
+      t.scales[k] = scales_at(k, i);
+    }
+    t.format = format_of(fixed_.state_storage(i));
     t.numel = params.arrays[i].numel;
     t.dtype = params.arrays[i].dtype;
     if (with_master) {
@@ -105,8 +188,10 @@ void CudaStepper::build(const std::vector<ArrayGroup>& groups, bool has_velocity
     }
     t.group = group_of_[i];
     t.with_momentum = has_velocity && groups.back().arrays[i].present;
-    if (t.with_momentum)
+    if (t.with_momentum) {
       t.state[rule_states] = reinterpret_cast<void*>(groups.back().arrays[i].ptr);
+      t.scales[rule_states] = scales_at(rule_states, i);
+    }
   }
   engine_ = std::make_shared<cuda::StepEngine>(std::move(core), rule_,
                                                modifier_of(has_velocity, nesterov_), tensors);
@@ -194,7 +279,8 @@ py::list CudaStepper::prepare_step(const py::handle& grads) {
   }
   py::list out;
   for (const cuda::StepLayout::Launch& l : engine_->launches())
-    out.append(py::make_tuple(dtype_name(l.dtype), l.with_momentum, l.begin, l.end, l.group));
+    out.append(py::make_tuple(dtype_name(l.dtype), l.with_momentum, l.begin, l.end, l.group,
+                              format_name(l.format)));
   return out;
 }
 

@@ -20,6 +20,7 @@
 
 #include "../common/validate.h"
 #include "../cuda/step_engine.h"
+#include "cuda_desc.h"
 
 namespace fusedupdates::bindings {
 
@@ -32,14 +33,19 @@ class CudaStepper {
   // group's tensors run their own launches with that group's hyperparameters.
   // functional: t and the hyperparameters belong to the caller (fusedupdates.functional): a
   // captured step replays that one update instead of advancing t.
+  // scales: None, or one list per rule state: the float32 block absmax array of each uint8
+  // (8-bit compact) state array, None for the others, as for _cpu.Stepper. A param's states
+  // are its compute dtype, bfloat16 or uint8 (compact state; float16/32 and bfloat16 params).
   CudaStepper(int rule, const py::sequence& params, const py::sequence& states,
               const std::vector<std::string>& state_names, const py::object& groups,
-              bool functional);
+              bool functional, const py::object& scales = py::none());
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares this
   // stepper's core (t, rule hyperparameters, lock, control block) and state arrays. velocity:
-  // one entry per param, None where the modifier does not apply.
-  std::shared_ptr<CudaStepper> with_momentum(const py::sequence& velocity, bool nesterov) const;
+  // one entry per param, None where the modifier does not apply. velocity_scales: as scales
+  // above, for the velocity (None: no uint8 velocity).
+  std::shared_ptr<CudaStepper> with_momentum(const py::sequence& velocity, bool nesterov,
+                                             const py::object& velocity_scales = py::none()) const;
 
   // One fused update of every param; with max_norm, the total norm as a 0-d float64 CuPy
   // array (no host sync). A grad may be None: that param and its state are left untouched.
@@ -66,8 +72,11 @@ class CudaStepper {
 
  private:
   CudaStepper() = default;
-  void build(const std::vector<ArrayGroup>& groups, bool has_velocity,
-             std::shared_ptr<cuda::StepCore> core);
+  void build(const std::vector<ArrayGroup>& groups, const std::vector<ArrayGroup>& scale_groups,
+             bool has_velocity, std::shared_ptr<cuda::StepCore> core);
+  void hold_scales(const py::object& lists, size_t count, size_t n, const std::string& what);
+  void hold_scale_list(const py::handle& list, size_t n, const std::string& what);
+  std::vector<ArrayGroup> describe_scales(ShapeStore& shapes) const;
   // Describes and checks grads (held by `held`) into the calling thread's pointer list.
   const std::vector<const void*>& describe_grads(const py::tuple& held) const;
 
@@ -80,6 +89,10 @@ class CudaStepper {
   // The arrays the stepper writes, with a reference held for its whole life: param i, then
   // state k of param i at [(1 + k) * n + i], then the velocity (None where absent).
   std::vector<py::object> arrays_;
+  // The block scales of 8-bit states, held the same way: [k * n + i] for state k (the rule's,
+  // then the velocity), None where the state is not uint8.
+  std::vector<py::object> scale_arrays_;
+  std::vector<std::string> scale_names_;  // per state k, for messages
   FixedArrays fixed_;
   std::shared_ptr<cuda::StepEngine> engine_;
   // True, or the applied flag of the last step with skip_nonfinite (a 0-d bool CuPy array).

@@ -38,7 +38,14 @@ struct TensorPtrs {
   void* param;
   void* state[kMaxStates];  // the rule's states, then the velocity
   void* master;             // 16-bit params with master weights: their float32 copy, else null
+  // 8-bit (uint8) states: the float32 absmax of each kQuantBlock-element block (quantize.h)
+  // of state[k]; null for every other storage.
+  float* scales[kMaxStates];
 };
+// How one launch's tensors store their states (every state of a tensor shares one storage,
+// and a launch covers tensors of one storage): the compute dtype, bfloat16 (rounded to nearest
+// even after each step) or 8-bit blockwise codes with per-block scales (csrc/rules/quantize.h).
+enum class StateFormat : int32_t { kFull = 0, kBFloat16 = 1, kInt8 = 2 };
 // Chunk c covers elements [index * kChunkElements, ...) of tensor `tensor`.
 struct ChunkRef {
   int32_t tensor;
@@ -86,6 +93,7 @@ struct UpdateArgs {
   unsigned char* applied_out;  // skip_nonfinite: the applied flag, written by block 0
   int advance;     // this launch ends the step: its last block stores t (with a control block)
   int write_norm;  // this launch writes norm_out
+  StateFormat state_format;  // of every tensor of this launch (picks the kernel)
 };
 
 struct ReduceArgs {
@@ -115,7 +123,7 @@ struct BandwidthProbeArgs {
   int64_t numel;
 };
 
-static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (2 + kMaxStates) &&
+static_assert(sizeof(TensorMeta) == 16 && sizeof(TensorPtrs) == 8 * (2 + 2 * kMaxStates) &&
                   sizeof(ChunkRef) == 8,
               "device tables are uploaded as raw bytes: keep their layout fixed");
 // The control block is uploaded as raw bytes too: HyperParams is all doubles, no padding.

@@ -180,6 +180,7 @@ bool StepEngine::step(const StepRequest& r) {
     args.advance = k + 1 == launches.size() ? 1 : 0;
     args.write_norm = k == 0 ? 1 : 0;
     use_group(launches[k].group);
+    args.state_format = launches[k].format;
     const Modifier modifier = launches[k].with_momentum ? modifier_ : Modifier::kNone;
     launch_update(rule_, launches[k].dtype, modifier, args, core.device, stream);
   }

@@ -226,6 +226,8 @@ StepLayout build_step_layout(const std::vector<TensorDesc>& tensors) {
     ptrs[i].param = t.param;
     for (int k = 0; k < kMaxStates; ++k) ptrs[i].state[k] = t.state[k];
     ptrs[i].master = t.master;
+    for (int k = 0; k < kMaxStates; ++k)
+      ptrs[i].scales[k] = t.format == StateFormat::kInt8 ? t.scales[k] : nullptr;
   }
   StepLayout layout;
   for (const TensorDesc& t : tensors) layout.num_groups = std::max(layout.num_groups, t.group + 1);
@@ -233,15 +235,18 @@ StepLayout build_step_layout(const std::vector<TensorDesc>& tensors) {
   for (DType dtype : {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kFloat64}) {
     const auto dtype_begin = static_cast<int64_t>(chunks.size());
     for (uint32_t group = 0; group < layout.num_groups; ++group) {
-      for (bool with_momentum : {false, true}) {
-        const auto begin = static_cast<int64_t>(chunks.size());
-        for (size_t i = 0; i < n; ++i)
-          if (tensors[i].dtype == dtype && tensors[i].group == group &&
-              tensors[i].with_momentum == with_momentum)
-            push_chunks(chunks, i, tensors[i].numel);
-        const auto end = static_cast<int64_t>(chunks.size());
-        if (end > begin)
-          layout.launches.push_back(StepLayout::Launch{dtype, with_momentum, begin, end, group});
+      for (StateFormat format : {StateFormat::kFull, StateFormat::kBFloat16, StateFormat::kInt8}) {
+        for (bool with_momentum : {false, true}) {
+          const auto begin = static_cast<int64_t>(chunks.size());
+          for (size_t i = 0; i < n; ++i)
+            if (tensors[i].dtype == dtype && tensors[i].group == group &&
+                tensors[i].format == format && tensors[i].with_momentum == with_momentum)
+              push_chunks(chunks, i, tensors[i].numel);
+          const auto end = static_cast<int64_t>(chunks.size());
+          if (end > begin)
+            layout.launches.push_back(
+                StepLayout::Launch{dtype, with_momentum, begin, end, group, format});
+        }
       }
     }
     const auto dtype_end = static_cast<int64_t>(chunks.size());

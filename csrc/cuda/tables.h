@@ -119,12 +119,14 @@ struct TensorDesc {
   bool with_momentum;
   uint32_t group = 0;      // its parameter group: which hyperparameters its launch uses
   void* master = nullptr;  // 16-bit params with master weights: the float32 copy
+  StateFormat format = StateFormat::kFull;  // how its states are stored
+  float* scales[kMaxStates] = {};           // kInt8: each state's block absmax values
 };
 
 // The fixed table of a stepper and the launches of each of its steps. Chunks are ordered by
-// storage dtype, then parameter group, then plain before momentum, so that each (dtype, group,
-// modifier) is one contiguous chunk range: one launch each (with that group's values), and
-// one reduction launch per dtype.
+// storage dtype, then parameter group, then state format, then plain before momentum, so that
+// each (dtype, group, format, modifier) is one contiguous chunk range: one launch each (with
+// that group's values and that format's kernel), and one reduction launch per dtype.
 struct StepLayout {
   std::string fixed;  // meta[N] | ptrs[N] | chunks[C]
   std::size_t ptrs_offset = 0, chunks_offset = 0;
@@ -134,6 +136,7 @@ struct StepLayout {
     bool with_momentum;
     int64_t begin, end;
     uint32_t group = 0;
+    StateFormat format = StateFormat::kFull;
   };
   std::vector<Launch> launches;
   uint32_t num_groups = 1;  // 1 + the largest group index

@@ -81,12 +81,15 @@ __device__ __forceinline__ void apply_chunk(const Rule& rule,
   }
 }
 
+// The body of every update kernel (full and compact state): the step's values, the clipping
+// and skip decisions, the grid-stride loop over chunks, t on the device. `apply(rule, scalars,
+// ptrs, grad, lo, n)` updates elements [lo, lo + n) of one tensor (a whole chunk).
 // The rule functor is built once per block, by thread 0: building it in every thread would
 // repeat the double-precision pow() of the bias corrections 256 times per block. Rule is the
 // plain rule or WithMomentum<rule>: one instantiation per modifier, so a launch never carries
 // the registers of the path it does not take.
-template <class S, class Rule>
-__global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
+template <class S, class Rule, class Apply>
+__device__ __forceinline__ void run_update(const UpdateArgs& a, const Apply& apply) {
   using T = compute_t<S>;
   static_assert(std::is_same_v<typename Rule::value_type, T>, "rule of the wrong compute type");
   __shared__ alignas(16) unsigned char rule_bytes[sizeof(Rule)];
@@ -146,14 +149,7 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
     if (grad == nullptr) continue;  // a frozen param (grad None): it and its state stay as is
     int64_t lo, n;
     chunk_range(ref, a.meta[ref.tensor].numel, lo, n);
-    const TensorPtrs& ptrs = a.ptrs[ref.tensor];
-    if constexpr (sizeof(S) == 2) {  // only 16-bit params have master weights
-      if (ptrs.master != nullptr) {
-        apply_chunk<S, Rule, true>(rule, scalars, ptrs, grad, lo, n);
-        continue;
-      }
-    }
-    apply_chunk<S, Rule, false>(rule, scalars, ptrs, grad, lo, n);
+    apply(rule, scalars, a.ptrs[ref.tensor], grad, lo, n);
   }
 
   // t on the device: the last block to finish stores the t this step used. Every block read
@@ -166,6 +162,20 @@ __global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
       a.control->blocks_done = 0u;
     }
   }
+}
+
+template <class S, class Rule>
+__global__ void __launch_bounds__(kThreads) update_kernel(const UpdateArgs a) {
+  run_update<S, Rule>(a, [](const Rule& rule, const ElementScalars<compute_t<S>>& scalars,
+                            const TensorPtrs& ptrs, const S* grad, int64_t lo, int64_t n) {
+    if constexpr (sizeof(S) == 2) {  // only 16-bit params have master weights
+      if (ptrs.master != nullptr) {
+        apply_chunk<S, Rule, true>(rule, scalars, ptrs, grad, lo, n);
+        return;
+      }
+    }
+    apply_chunk<S, Rule, false>(rule, scalars, ptrs, grad, lo, n);
+  });
 }
 
 template <class S, class Rule>

@@ -47,10 +47,6 @@ def check_state_dtype(state_dtype: Any, params: list, on_gpu: bool) -> str | Non
                     f"params[{i}] is float64: its state is float64 (leave state_dtype=None)"
                 )
         return None
-    if on_gpu:
-        raise ValueError(
-            f"state_dtype={state_dtype!r} is not supported for CuPy arrays yet (CPU only)"
-        )
     for i, p in enumerate(params):
         if np.dtype(p.dtype) == np.float64:
             raise ValueError(
@@ -88,7 +84,8 @@ def allocate(backend: Any, param: Any, full_dtype: np.dtype, state_dtype: str | 
     if storage == "bfloat16":
         return backend.zeros_like(param, bfloat16_dtype()), None
     blocks = -(-param.size // QUANT_BLOCK)
-    return backend.zeros_like(param, np.dtype(np.uint8)), np.zeros(blocks, np.float32)
+    scales = backend.zeros_on((blocks,), np.dtype(np.float32), param)
+    return backend.zeros_like(param, np.dtype(np.uint8)), scales
 
 
 def _to_float32(name: str, array: Any, scales: Any) -> np.ndarray:

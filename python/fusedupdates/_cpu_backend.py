@@ -26,7 +26,7 @@ def make_stepper(
     each parameter group's hyperparameters (``groups``: the group index of each param).
     ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``);
     ``stochastic_rounding`` rounds 16-bit params stochastically and ``scales`` holds the
-    block scales of 8-bit states (CPU only)."""
+    block scales of 8-bit states."""
     return _cpu.Stepper(
         rule_id,
         params,
@@ -40,6 +40,11 @@ def make_stepper(
 
 def zeros_like(param: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.zeros(param.shape, dtype=dtype)
+
+
+def zeros_on(shape: tuple, dtype: np.dtype, like: np.ndarray) -> np.ndarray:
+    """Zeros of ``shape`` where ``like`` lives (the block scales of 8-bit state)."""
+    return np.zeros(shape, dtype=dtype)
 
 
 def empty_like(x: np.ndarray) -> np.ndarray:

@@ -63,17 +63,27 @@ def make_stepper(
     groups: list | None = None,
     *,
     functional: bool = False,
+    scales: list | None = None,
 ) -> _cuda.Stepper:
     """The native stepper of one updater: validates params and states once, owns ``t``, each
     parameter group's hyperparameters (``groups``: the group index of each param) and every
     device resource. ``functional=True`` (the functional API): a captured step bakes its ``t``
-    and hyperparameters into the graph instead of reading and advancing a device copy."""
-    return _cuda.Stepper(rule_id, params, states, state_names, groups, functional=functional)
+    and hyperparameters into the graph instead of reading and advancing a device copy.
+    ``scales`` holds the block scales of 8-bit (uint8) states, as on the CPU."""
+    return _cuda.Stepper(
+        rule_id, params, states, state_names, groups, functional=functional, scales=scales
+    )
 
 
 def zeros_like(param, dtype: np.dtype):
     with cupy.cuda.Device(param.device.id):
         return cupy.zeros(param.shape, dtype=dtype)
+
+
+def zeros_on(shape: tuple, dtype: np.dtype, like):
+    """Zeros of ``shape`` on the device of ``like`` (the block scales of 8-bit state)."""
+    with cupy.cuda.Device(like.device.id):
+        return cupy.zeros(shape, dtype=dtype)
 
 
 def empty_like(x):

@@ -26,14 +26,15 @@ _DECAY_DOC = """weight_decay : float, optional
         extra memory (22 B per element for adam). The random bits are a hash of (t, param
         index, element index): reproducible, whatever the thread count.
     state_dtype : {None, "bfloat16", "int8"}, optional
-        How the optimizer state (the momentum velocity included) is stored; NumPy only,
-        float16 / float32 / bfloat16 params. None (default): float32 (float64 for float64
-        params). ``"bfloat16"``: bfloat16 buffers (needs ml_dtypes), computed in float32 and
-        rounded to nearest even: adam moves 20 B per element instead of 28. ``"int8"``: 8-bit
-        blockwise codes with one float32 absmax per 128 elements (state ``<name>_absmax``)
-        for params of 4096 elements or more, float32 below: ~16 B per element for adam and
-        25.8% of the float32 state memory. See :mod:`fusedupdates.reference_compact` for the
-        code and :func:`fusedupdates.convert_state_dict` for float32 checkpoints."""
+        How the optimizer state (the momentum velocity included) is stored, for float16 /
+        float32 / bfloat16 params (NumPy; CuPy too, a GPU path not yet run on a GPU). None
+        (default): float32 (float64 for float64 params). ``"bfloat16"``: bfloat16 buffers
+        (needs ml_dtypes), computed in float32 and rounded to nearest even: adam moves 20 B
+        per element instead of 28. ``"int8"``: 8-bit blockwise codes with one float32 absmax
+        per 128 elements (state ``<name>_absmax``) for params of 4096 elements or more,
+        float32 below: ~16 B per element for adam and 25.8% of the float32 state memory. See
+        :mod:`fusedupdates.reference_compact` for the code and
+        :func:`fusedupdates.convert_state_dict` for float32 checkpoints."""
 
 
 def _doc(text: str) -> Any:
