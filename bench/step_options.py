@@ -1,9 +1,10 @@
 """``python -m bench.step_options``: what each option of ``Updater.step`` costs on the CPU.
 
-float32 adam, one tensor of N elements, the same grads every call. Modes, each against the
-plain ``step(grads)`` measured in the same interleaved rounds:
+adam (float32 params, or ``--dtype float16|bfloat16`` with float32 state), one tensor of N
+elements, the same grads every call. Modes, each against the plain ``step(grads)`` measured
+in the same interleaved rounds (the order rotates from round to round):
 
-* ``skip_nonfinite``: the non-finite check, one extra read of the grads;
+* ``skip_nonfinite``: the non-finite check, one extra read of the grads (of their bits);
 * ``grad_scale``: loss scaling (implies the check);
 * ``max_norm``: clipping (the norm pass);
 * ``grad_scale + max_norm``: both, still ONE extra read (the check shares the norm's pass);
@@ -45,26 +46,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1M,16M", help="comma list, K/M suffixes")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     args = parser.parse_args()
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(args.dtype)
     units = {"K": 1 << 10, "M": 1 << 20}
     sizes = [
         int(s[:-1]) * units[s[-1]] if s[-1] in units else int(s) for s in args.sizes.split(",")
     ]
     info = fu.build_info()
-    print(f"# Updater.step options, float32 adam ({info['simd']}, {info['num_threads']} threads)\n")
+    print(
+        f"# Updater.step options, {args.dtype} adam ({info['simd']}, "
+        f"{info['num_threads']} threads)\n"
+    )
     print("| N | mode | ms per step | x plain (median of paired rounds) |")
     print("|---|---|---|---|")
     for n in sizes:
-        grads = [np.full(n, 1e-3, np.float32)]
+        grads = [np.full(n, 1e-3, np.float32).astype(dtype)]
         calls = {}
         for mode, (factory_kw, step_kw) in MODES.items():
-            upd = fu.adam([np.zeros(n, np.float32)], **factory_kw)
+            upd = fu.adam([np.zeros(n, dtype)], **factory_kw)
             calls[mode] = lambda upd=upd, kw=step_kw, g=grads: upd.step(g, **kw)
         repeat = max(1, int(0.05 / max(_seconds(calls["plain"], 1), 1e-6)))
         times: dict[str, list[float]] = {m: [] for m in MODES}
-        for _ in range(args.rounds):
-            for mode, call in calls.items():
-                times[mode].append(_seconds(call, repeat))
+        order = list(calls)
+        for r in range(args.rounds):
+            for mode in order[r % len(order) :] + order[: r % len(order)]:
+                times[mode].append(_seconds(calls[mode], repeat))
         for mode in MODES:
             ratio = statistics.median(a / b for a, b in zip(times[mode], times["plain"]))
             ms = statistics.median(times[mode]) * 1e3

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../rules/quantize.h"
+
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -21,20 +23,9 @@
 namespace fusedupdates::cpu {
 inline namespace FU_ISA_NS {
 
-inline float bf16_bits_to_float(uint16_t bits) {
-  const uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
-
-inline uint16_t float_to_bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  // A NaN could round up into the exponent and become Inf: keep its top bits, set quiet.
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+// The scalar conversions: csrc/rules/quantize.h's recipe (shared with the CUDA kernels).
+inline float bf16_bits_to_float(uint16_t bits) { return bfloat16_value(bits); }
+inline uint16_t float_to_bf16_bits(float x) { return bfloat16_bits(x); }
 
 // The bit pattern of one ml_dtypes.bfloat16 element. The explicit conversions make the generic
 // scalar loops (bandwidth probe) work; the rule kernels use the tile conversions below.

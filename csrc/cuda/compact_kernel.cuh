@@ -4,7 +4,7 @@
 // after it. Included only by the compact_<rule>.cu files, which instantiate it.
 //
 // * bfloat16 state: one element per thread, grid-stride inside the chunk; stored rounded to
-//   nearest even with the CPU's integer recipe (csrc/cpu/bfloat16.h), NaN kept quiet.
+//   nearest even by bfloat16_bits (csrc/rules/quantize.h), the CPU's recipe, NaN kept quiet.
 // * int8 state (csrc/rules/quantize.h): one warp per kQuantBlock-element block, 4 consecutive
 //   elements per lane (the 4 codes of a state moved as one 32-bit word when aligned). The lanes
 //   decode with the block's scale, run update_element, take the block's new absmax as a warp
@@ -33,17 +33,6 @@ constexpr int kWarps = kThreads / 32;
 template <class Rule>
 __device__ __forceinline__ bool signed_state(int k) {
   return ((Rule::kSignedStates >> k) & 1u) != 0;  // constant once the state loop is unrolled
-}
-
-// bfloat16 bits of x, to nearest even, a NaN kept quiet with its sign: float_to_bf16_bits of
-// csrc/cpu/bfloat16.h (and ml_dtypes' astype), bit for bit.
-__device__ __forceinline__ uint16_t bf16_bits(float x) {
-  const uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-__device__ __forceinline__ float bf16_value(uint16_t bits) {
-  return __uint_as_float(static_cast<uint32_t>(bits) << 16);
 }
 
 // The param side of one element of a chunk: x is the master copy (kMaster) or the param,
@@ -85,10 +74,10 @@ __device__ __forceinline__ void apply_chunk_bf16(const Rule& rule,
   for (int64_t i = threadIdx.x; i < n; i += kThreads) {
     StateVec<float, K> e;
 #pragma unroll
-    for (int k = 0; k < K; ++k) e[k] = bf16_value(s[k][i]);
+    for (int k = 0; k < K; ++k) e[k] = bfloat16_value(s[k][i]);
     ps.store(i, update_element(rule, scalars, ps.x(i), ps.grad(i), e));
 #pragma unroll
-    for (int k = 0; k < K; ++k) s[k][i] = bf16_bits(e[k]);
+    for (int k = 0; k < K; ++k) s[k][i] = bfloat16_bits(e[k]);
   }
 }
 

@@ -2,10 +2,14 @@
 // hyperparameters and the small fixed-size state vector a rule updates in place.
 #pragma once
 
+// Always inlined on the host too, as nvcc's __forceinline__ does: the CPU kernels compile these
+// headers once per instruction set (-march=x86-64-v4, ...), and an out-of-line copy would be a
+// weak symbol of the same name in every such object file, one of which the linker keeps for
+// all of them (an AVX-512 copy called from the baseline kernels would fault on an older CPU).
 #if defined(__CUDACC__)
 #define FU_HD __host__ __device__ __forceinline__
 #else
-#define FU_HD inline
+#define FU_HD [[gnu::always_inline]] inline
 #endif
 
 #if defined(__CUDACC__)

@@ -56,6 +56,17 @@ FU_HD float bits_float(uint32_t u) {
 #endif
 }
 
+// bfloat16 storage (state_dtype="bfloat16", and bfloat16 params): the bits of x rounded to
+// nearest even, as ml_dtypes' astype; a NaN keeps its sign and top bits and is made quiet
+// (rounding its bits could carry into the exponent and make it Inf). One recipe for the CPU
+// tiles and the CUDA kernels.
+FU_HD uint16_t bfloat16_bits(float x) {
+  const uint32_t u = float_bits(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+FU_HD float bfloat16_value(uint16_t bits) { return bits_float(static_cast<uint32_t>(bits) << 16); }
+
 // One tiny float format without subnormals: magnitude code c in 1..kTop stands for
 // 2^(e - kBias) (1 + f / 2^kMantissa) with e = c >> kMantissa, f = its low kMantissa bits, and
 // code 0 for zero. Decoding is then a shift and an add into float32's own exponent and
