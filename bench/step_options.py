@@ -1,8 +1,9 @@
 """``python -m bench.step_options``: what each option of ``Updater.step`` costs on the CPU.
 
 adam (float32 params, or ``--dtype float16|bfloat16`` with float32 state), one tensor of N
-elements, the same grads every call. Modes, each against the plain ``step(grads)`` measured
-in the same interleaved rounds (the order rotates from round to round):
+elements or the 196-tensor model of ``python -m bench``, the same grads every call. Modes,
+each against the plain ``step(grads)`` measured in the same interleaved rounds (the order
+rotates from round to round):
 
 * ``skip_nonfinite``: the non-finite check, one extra read of the grads (of their bits);
 * ``grad_scale``: loss scaling (implies the check);
@@ -44,7 +45,9 @@ def main() -> None:
     import fusedupdates as fu
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1M,16M", help="comma list, K/M suffixes")
+    parser.add_argument(
+        "--sizes", default="1M,16M,model", help="comma list: e.g. 4K, 1M, 16M, model"
+    )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     args = parser.parse_args()
@@ -54,22 +57,21 @@ def main() -> None:
         dtype = np.dtype(ml_dtypes.bfloat16)
     else:
         dtype = np.dtype(args.dtype)
-    units = {"K": 1 << 10, "M": 1 << 20}
-    sizes = [
-        int(s[:-1]) * units[s[-1]] if s[-1] in units else int(s) for s in args.sizes.split(",")
-    ]
+    from .workloads import parse_workload
+
     info = fu.build_info()
     print(
         f"# Updater.step options, {args.dtype} adam ({info['simd']}, "
         f"{info['num_threads']} threads)\n"
     )
-    print("| N | mode | ms per step | x plain (median of paired rounds) |")
+    print("| workload | mode | ms per step | x plain (median of paired rounds) |")
     print("|---|---|---|---|")
-    for n in sizes:
-        grads = [np.full(n, 1e-3, np.float32).astype(dtype)]
+    for size in args.sizes.split(","):
+        shapes = list(parse_workload(size).shapes)
+        grads = [np.full(s, 1e-3, np.float32).astype(dtype) for s in shapes]
         calls = {}
         for mode, (factory_kw, step_kw) in MODES.items():
-            upd = fu.adam([np.zeros(n, dtype)], **factory_kw)
+            upd = fu.adam([np.zeros(s, dtype) for s in shapes], **factory_kw)
             calls[mode] = lambda upd=upd, kw=step_kw, g=grads: upd.step(g, **kw)
         repeat = max(1, int(0.05 / max(_seconds(calls["plain"], 1), 1e-6)))
         times: dict[str, list[float]] = {m: [] for m in MODES}
@@ -80,10 +82,7 @@ def main() -> None:
         for mode in MODES:
             ratio = statistics.median(a / b for a, b in zip(times[mode], times["plain"]))
             ms = statistics.median(times[mode]) * 1e3
-            print(
-                f"| {n >> 20 if n >= 1 << 20 else n}{'M' if n >= 1 << 20 else ''} | {mode} "
-                f"| {ms:.3f} | {ratio:.3f} |"
-            )
+            print(f"| {size} | {mode} | {ms:.3f} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":
