@@ -65,32 +65,8 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
   }
   const size_t rule_states = state_names.size() - (has_master_state(state_names) ? 1 : 0);
   for (size_t k = 0; k < rule_states; ++k) scale_names_.push_back(state_names[k]);
-  hold_scales(scales, rule_states, p.size(), "scales");
+  hold_scales(scale_arrays_, scales, rule_states, p.size(), "scales");
   build(groups, describe_scales(), false);
-}
-
-// Holds lists (None, or `count` lists of n entries, each None or an array) in scale_arrays_.
-void CpuStepper::hold_scales(const py::object& lists, size_t count, size_t n,
-                             const std::string& what) {
-  if (lists.is_none()) {
-    scale_arrays_.insert(scale_arrays_.end(), count * n, py::none());
-    return;
-  }
-  const py::tuple outer = hold_items(lists, what.c_str());
-  if (outer.size() != count)
-    throw ArgValueError(what + ": expected " + std::to_string(count) +
-                        " lists (one per state), got " + std::to_string(outer.size()));
-  for (size_t k = 0; k < count; ++k)
-    hold_scale_list(outer[k], n, what + "[" + std::to_string(k) + "]");
-}
-
-// Holds one list of n entries (None or a block-scale array) at the end of scale_arrays_.
-void CpuStepper::hold_scale_list(const py::handle& list, size_t n, const std::string& what) {
-  const py::tuple items = hold_items(list, what.c_str());
-  if (items.size() != n)
-    throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + " for " +
-                        std::to_string(n) + " params");
-  for (const py::handle a : items) scale_arrays_.push_back(py::reinterpret_borrow<py::object>(a));
 }
 
 // The block scales as validator groups, one per state with scales (the rule's, the velocity).
@@ -140,7 +116,7 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   if (velocity_scales.is_none())
     w->scale_arrays_.insert(w->scale_arrays_.end(), n, py::none());
   else
-    w->hold_scale_list(velocity_scales, n, "velocity_scales");
+    hold_scale_list(w->scale_arrays_, velocity_scales, n, "velocity_scales");
   w->build(groups, w->describe_scales(), true);
   return w;
 }

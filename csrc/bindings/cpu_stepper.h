@@ -71,8 +71,6 @@ class CpuStepper {
   CpuStepper() = default;
   void build(const std::vector<ArrayGroup>& groups, const std::vector<ArrayGroup>& scale_groups,
              bool has_velocity);
-  void hold_scales(const py::object& lists, size_t count, size_t n, const std::string& what);
-  void hold_scale_list(const py::handle& list, size_t n, const std::string& what);
   std::vector<ArrayGroup> describe_scales() const;
   void check_fixed_unchanged() const;
 

@@ -74,8 +74,6 @@ class CudaStepper {
   CudaStepper() = default;
   void build(const std::vector<ArrayGroup>& groups, const std::vector<ArrayGroup>& scale_groups,
              bool has_velocity, std::shared_ptr<cuda::StepCore> core);
-  void hold_scales(const py::object& lists, size_t count, size_t n, const std::string& what);
-  void hold_scale_list(const py::handle& list, size_t n, const std::string& what);
   std::vector<ArrayGroup> describe_scales(ShapeStore& shapes) const;
   // Describes and checks grads (held by `held`) into the calling thread's pointer list.
   const std::vector<const void*>& describe_grads(const py::tuple& held) const;

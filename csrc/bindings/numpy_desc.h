@@ -96,6 +96,32 @@ inline py::tuple hold_items(const py::handle& seq, const char* name) {
   return py::reinterpret_steal<py::tuple>(PyList_AsTuple(seq.ptr()));
 }
 
+// Holds one list of n entries (None or a block-scale array of 8-bit state) at the end of out.
+inline void hold_scale_list(std::vector<py::object>& out, const py::handle& list, size_t n,
+                            const std::string& what) {
+  const py::tuple items = hold_items(list, what.c_str());
+  if (items.size() != n)
+    throw ArgValueError("got " + std::to_string(items.size()) + " arrays in " + what + " for " +
+                        std::to_string(n) + " params");
+  for (const py::handle a : items) out.push_back(py::reinterpret_borrow<py::object>(a));
+}
+
+// Holds `lists` (None, or `count` lists of n entries, each None or an array) at the end of
+// out: the block scales a stepper keeps alive (both bindings, the same messages).
+inline void hold_scales(std::vector<py::object>& out, const py::object& lists, size_t count,
+                        size_t n, const std::string& what) {
+  if (lists.is_none()) {
+    out.insert(out.end(), count * n, py::none());
+    return;
+  }
+  const py::tuple outer = hold_items(lists, what.c_str());
+  if (outer.size() != count)
+    throw ArgValueError(what + ": expected " + std::to_string(count) +
+                        " lists (one per state), got " + std::to_string(outer.size()));
+  for (size_t k = 0; k < count; ++k)
+    hold_scale_list(out, outer[k], n, what + "[" + std::to_string(k) + "]");
+}
+
 inline ArrayGroup describe_list(const py::handle& seq, const std::string& name, bool writeable,
                                 bool optional_items = false, bool allow_codes = false) {
   if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
