@@ -121,16 +121,6 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   return w;
 }
 
-namespace {
-
-cpu::StateFormat format_of(DType storage) {
-  return storage == DType::kBFloat16 ? cpu::StateFormat::kBFloat16
-         : storage == DType::kUInt8  ? cpu::StateFormat::kInt8
-                                     : cpu::StateFormat::kFull;
-}
-
-}  // namespace
-
 // groups: params, the rule's states, [master], [velocity]; scale_groups: one per rule state,
 // then one for the velocity when has_velocity.
 void CpuStepper::build(const std::vector<ArrayGroup>& groups,
@@ -165,7 +155,7 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups,
                           "float16 and bfloat16 params without master weights");
     if (with_master) check_master_dtype(i, dtype);
     const uint32_t group = group_of_[i];
-    const cpu::StateFormat format = format_of(fixed_.state_storage(i));
+    const StateFormat format = state_format_of(fixed_.state_storage(i));
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group ||
                                     plans_[plan].state_format != format))

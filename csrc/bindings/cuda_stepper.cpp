@@ -12,10 +12,8 @@
 namespace fusedupdates::bindings {
 namespace {
 
-const char* format_name(cuda::StateFormat f) {
-  return f == cuda::StateFormat::kInt8       ? "int8"
-         : f == cuda::StateFormat::kBFloat16 ? "bfloat16"
-                                             : "full";
+const char* format_name(StateFormat f) {
+  return f == StateFormat::kInt8 ? "int8" : f == StateFormat::kBFloat16 ? "bfloat16" : "full";
 }
 
 cuda::Modifier modifier_of(bool has_velocity, bool nesterov) {
@@ -108,16 +106,6 @@ std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velo
   return w;
 }
 
-namespace {
-
-cuda::StateFormat format_of(DType storage) {
-  return storage == DType::kBFloat16 ? cuda::StateFormat::kBFloat16
-         : storage == DType::kUInt8  ? cuda::StateFormat::kInt8
-                                     : cuda::StateFormat::kFull;
-}
-
-}  // namespace
-
 // groups: params, the rule's states, [master], [velocity]; scale_groups: one per rule state,
 // then one for the velocity when has_velocity. Validated as by _cpu.Stepper (FixedArrays).
 void CudaStepper::build(const std::vector<ArrayGroup>& groups,
@@ -154,7 +142,7 @@ void CudaStepper::build(const std::vector<ArrayGroup>& groups,
       t.state[k] = reinterpret_cast<void*>(groups[1 + k].arrays[i].ptr);
       t.scales[k] = scales_at(k, i);
     }
-    t.format = format_of(fixed_.state_storage(i));
+    t.format = state_format_of(fixed_.state_storage(i));
     t.numel = params.arrays[i].numel;
     t.dtype = params.arrays[i].dtype;
     if (with_master) {

@@ -35,4 +35,17 @@ inline DType state_dtype(DType param) {
   return param == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
 }
 
+// How a tensor's optimizer states are stored (every state of one tensor alike, its velocity
+// included): in the compute dtype, as bfloat16 (rounded to nearest even after each step) or as
+// the 8-bit blockwise code of csrc/rules/quantize.h with one float32 absmax per kQuantBlock
+// elements. Both backends' plans and launches carry it.
+enum class StateFormat : int32_t { kFull = 0, kBFloat16 = 1, kInt8 = 2 };
+
+// The format of states stored in `storage` (a param's state storage, as FixedArrays finds it).
+inline StateFormat state_format_of(DType storage) {
+  return storage == DType::kBFloat16 ? StateFormat::kBFloat16
+         : storage == DType::kUInt8  ? StateFormat::kInt8
+                                     : StateFormat::kFull;
+}
+
 }  // namespace fusedupdates

@@ -9,11 +9,6 @@
 
 namespace fusedupdates::cpu {
 
-// How a tensor's states are stored (every state of one tensor alike, its velocity included):
-// in the compute type, as bfloat16 (rounded to nearest even after each step) or as the 8-bit
-// blockwise code of csrc/rules/quantize.h with one float32 absmax per kQuantBlock elements.
-enum class StateFormat : int { kFull = 0, kBFloat16 = 1, kInt8 = 2 };
-
 struct TensorSlot {
   void* param;
   const void* grad;

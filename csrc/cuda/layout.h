@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../common/dtype.h"  // StateFormat: a launch covers tensors of one state storage
 #include "../rules/common.h"
 
 namespace fusedupdates::cuda {
@@ -42,10 +43,6 @@ struct TensorPtrs {
   // of state[k]; null for every other storage.
   float* scales[kMaxStates];
 };
-// How one launch's tensors store their states (every state of a tensor shares one storage,
-// and a launch covers tensors of one storage): the compute dtype, bfloat16 (rounded to nearest
-// even after each step) or 8-bit blockwise codes with per-block scales (csrc/rules/quantize.h).
-enum class StateFormat : int32_t { kFull = 0, kBFloat16 = 1, kInt8 = 2 };
 // Chunk c covers elements [index * kChunkElements, ...) of tensor `tensor`.
 struct ChunkRef {
   int32_t tensor;
