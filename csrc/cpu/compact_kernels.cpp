@@ -41,7 +41,7 @@ template <StateFormat F, class Rule>
   constexpr int K = Rule::kNumStates;
   if constexpr (F == StateFormat::kInt8 && (K >= 3 || kCompactSimd)) {
     // Decode into the tiles first, then the float loop. With AVX-512 the block decoder of
-    // compact_simd.h is cheaper than decoding inside the loop (adam 16% faster in cache), and
+    // compact_simd.h is cheaper than decoding inside the loop (adam ~6% faster in cache), and
     // GCC 12 vectorises no fused loop over three or more uint8 streams (amsgrad ran ~6x
     // slower than with this separate pass).
     for (int j = 0; j < K; ++j)
