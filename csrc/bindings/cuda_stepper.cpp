@@ -98,10 +98,7 @@ std::shared_ptr<CudaStepper> CudaStepper::with_momentum(const py::sequence& velo
   w->scale_arrays_ = scale_arrays_;
   w->scale_names_ = scale_names_;
   w->scale_names_.push_back("velocity");
-  if (velocity_scales.is_none())
-    w->scale_arrays_.insert(w->scale_arrays_.end(), n, py::none());
-  else
-    hold_scale_list(w->scale_arrays_, velocity_scales, n, "velocity_scales");
+  hold_optional_scale_list(w->scale_arrays_, velocity_scales, n, "velocity_scales");
   w->build(groups, w->describe_scales(shapes), true, engine_->core());
   return w;
 }

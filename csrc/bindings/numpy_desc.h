@@ -106,6 +106,15 @@ inline void hold_scale_list(std::vector<py::object>& out, const py::handle& list
   for (const py::handle a : items) out.push_back(py::reinterpret_borrow<py::object>(a));
 }
 
+// The velocity's block scales: None (n Nones) or a list of n entries, as hold_scale_list.
+inline void hold_optional_scale_list(std::vector<py::object>& out, const py::object& list, size_t n,
+                                     const std::string& what) {
+  if (list.is_none())
+    out.insert(out.end(), n, py::none());
+  else
+    hold_scale_list(out, list, n, what);
+}
+
 // Holds `lists` (None, or `count` lists of n entries, each None or an array) at the end of
 // out: the block scales a stepper keeps alive (both bindings, the same messages).
 inline void hold_scales(std::vector<py::object>& out, const py::object& lists, size_t count,

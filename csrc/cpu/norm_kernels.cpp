@@ -121,10 +121,6 @@ double sum_squares(DType dtype, size_t count, const int64_t* numel_of, GetPtr pt
   return result;
 }
 
-}  // namespace
-
-namespace {
-
 // A storage type's bits as an unsigned integer: |x| is the bits without the sign, and every
 // non-finite value (Inf, NaN) has magnitude bits >= those of Inf.
 template <class S>
