@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "compact_codec.h"
+#include "compact_pipeline.h"
 #include "element_loop.h"
 #include "element_ranges.h"
 #include "isa_kernels.h"
@@ -22,10 +23,6 @@
 namespace fusedupdates::cpu::FU_ISA_NS {
 namespace {
 
-template <class Rule>
-constexpr bool is_signed_state(int j) {
-  return ((Rule::kSignedStates >> j) & 1u) != 0;
-}
 template <class Rule, int j>
 constexpr bool kSignedState = is_signed_state<Rule>(j);
 
@@ -82,52 +79,6 @@ template <StateFormat F, class Rule>
   }
 }
 
-// f(std::integral_constant<int, j>) for every state j of Rule, in order.
-template <class Rule, class F>
-[[gnu::always_inline]] inline void for_each_state(F&& f) {
-  [&]<int... j>(std::integer_sequence<int, j...>) {
-    (f(std::integral_constant<int, j>{}), ...);
-  }(std::make_integer_sequence<int, Rule::kNumStates>{});
-}
-
-#if defined(FU_COMPACT_SIMD)
-// 8-bit states of one updated full block whose codes are written one block later
-// (compact_simd.h says why): begin() stores every state's new absmax and keeps the scale,
-// finish() writes the codes. A block with a non-finite value is encoded whole by finish().
-template <class Rule>
-struct DeferredCodes {
-  static constexpr int K = Rule::kNumStates > 0 ? Rule::kNumStates : 1;
-  template <int j>
-  using Code = std::conditional_t<kSignedState<Rule, j>, SignedCode, UnsignedCode>;
-  alignas(64) float tile[K][kQuantBlock];
-  float inverse[K];
-  bool finite[K];
-  int64_t at = -1;  // the block's first element; -1: nothing pending
-
-  [[gnu::always_inline]] void begin(const CompactState<StateFormat::kInt8>* states, int64_t i) {
-    at = i;
-    for_each_state<Rule>([&](auto j) {
-      const uint32_t max_bits = full_block_max_bits(tile[j]);
-      finite[j] = max_bits < 0x7f800000u;
-      const BlockScale<Code<j>> scale(bits_float(max_bits));
-      inverse[j] = scale.inverse;
-      if (finite[j]) states[j].scales[at / kQuantBlock] = scale.absmax;
-    });
-  }
-  [[gnu::always_inline]] void finish(const CompactState<StateFormat::kInt8>* states) {
-    if (at < 0) return;
-    for_each_state<Rule>([&](auto j) {
-      uint8_t* codes = states[j].data + at;
-      if (finite[j])
-        encode_full_block_codes<Code<j>>(tile[j], codes, inverse[j]);
-      else
-        states[j].scales[at / kQuantBlock] = encode_block<Code<j>>(tile[j], codes, kQuantBlock);
-    });
-    at = -1;
-  }
-};
-#endif
-
 template <StateFormat F, class Rule, int j = 0>
 [[gnu::always_inline]] inline void store_states(const CompactState<F>* states, int64_t at,
                                                 const float (*tile)[kQuantBlock], int64_t w) {
@@ -151,11 +102,9 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   float* master = static_cast<float*>(slot.master);
   alignas(64) float p32[kQuantBlock];
   alignas(64) float g32[kQuantBlock];
-  // The update of one tile, the new states left in `tile`. Full tiles pass their width as a
-  // compile-time constant, so that the (inlined) tile loops have a fixed trip count: no
-  // peeling or remainder code per block.
-  const auto update_tile = [&](int64_t i, auto width, float (*tile)[kQuantBlock]) {
-    const int64_t w = width;
+  // The update of one tile by compute(float params, float grads) after the prefetches and
+  // (16-bit params) the widening, before the narrowing.
+  const auto update_tile = [&](int64_t i, int64_t w, auto&& compute) {
     // Hints kPrefetchElements ahead, as for 16-bit params (kernels.cpp): streams of several
     // widths kept too few cache lines in flight on their own.
     constexpr auto sz = [](auto* q) { return int64_t{sizeof(*q)}; };
@@ -169,39 +118,58 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
       widen(g + i, g32, w);
       float* target = master ? master + i : p32;
       if (!master) widen(p + i, p32, w);
-      apply_tile<F>(rule, k, target, g32, states, i, tile, w);
+      compute(target, g32);
       if (!master && stochastic)
         perturb_for_stochastic_rounding<std::is_same_v<S, bfloat16_t>>(
             p32, w, StochasticRounding{rounding_key(step, slot.index), i});
       narrow(target, p + i, w);
     } else {
-      apply_tile<F>(rule, k, p + i, g + i, states, i, tile, w);
+      compute(p + i, g + i);
     }
+  };
+  // The update of one tile, the new states left in `tile`. Full tiles pass their width as a
+  // compile-time constant, so that the (inlined) tile loops have a fixed trip count: no
+  // peeling or remainder code per block.
+  const auto update_plain_tile = [&](int64_t i, auto width, float (*tile)[kQuantBlock]) {
+    update_tile(i, width, [&](float* pt, const float* gt) {
+      apply_tile<F>(rule, k, pt, gt, states, i, tile, width);
+    });
   };
   constexpr std::integral_constant<int64_t, kQuantBlock> kFull{};
   alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
   int64_t i = lo;
   if constexpr (F == StateFormat::kInt8 && kCompactSimd) {
 #if defined(FU_COMPACT_SIMD)
-    DeferredCodes<Rule> blocks[2];  // the block being updated and the one before it
+    // Full blocks software-pipelined (compact_pipeline.h): each block's codes are written
+    // while the next block is updated.
+    PendingBlock<Rule> blocks[2];  // the block being updated and the one before it
     for (int cur = 0; i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
-      // (A run-time width here: with kFull GCC 12 warned of out-of-bounds iterations in the
-      // 16-bit widen / narrow clones it made, paths that cannot run; no slower, measured.)
-      update_tile(i, kQuantBlock, blocks[cur].tile);
-      blocks[cur].begin(states, i);
-      blocks[cur ^ 1].finish(states);
+      PendingBlock<Rule>& now = blocks[cur];
+      PendingBlock<Rule>& previous = blocks[cur ^ 1];
+      update_tile(i, kQuantBlock, [&](float* pt, const float* gt) {
+        if (!block_decodable<Rule>(states, i)) {  // a NaN code: the element-wise decoder
+          previous.finish(states);
+          apply_tile<F>(rule, k, pt, gt, states, i, now.tile, kQuantBlock);
+          now.measure(states, i);
+        } else if (previous.at >= 0 && previous.all_finite()) {
+          pipelined_block<true>(rule, k, pt, gt, states, i, now, previous);
+        } else {
+          previous.finish(states);
+          pipelined_block<false>(rule, k, pt, gt, states, i, now, previous);
+        }
+      });
     }
     blocks[0].finish(states);
     blocks[1].finish(states);
 #endif
   } else {
     for (; i + kQuantBlock <= hi; i += kQuantBlock) {
-      update_tile(i, kFull, tile);
+      update_plain_tile(i, kFull, tile);
       store_states<F, Rule>(states, i, tile, kQuantBlock);
     }
   }
   if (i < hi) {
-    update_tile(i, hi - i, tile);
+    update_plain_tile(i, hi - i, tile);
     store_states<F, Rule>(states, i, tile, hi - i);
   }
 }

@@ -47,24 +47,6 @@ static_assert(kQuantBlock % 64 == 0, "the SIMD codec works on whole 64-byte line
   return any != 0;
 }
 
-// The block's 128 |x| as float32 bits (kept in registers between the absmax and the codes).
-struct BlockMagnitudes {
-  static constexpr int kVectors = kQuantBlock / kLanes;
-  __m512i bits[kVectors];
-  [[gnu::always_inline]] explicit BlockMagnitudes(const float* x) {
-    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-    for (int v = 0; v < kVectors; ++v)
-      bits[v] = _mm512_and_si512(_mm512_loadu_si512(x + v * kLanes), magnitude);
-  }
-  // The largest: for non-negative floats the integer order is the float order, and a result
-  // >= 0x7f800000 means the block holds an Inf or a NaN.
-  [[gnu::always_inline]] uint32_t max_bits() const {
-    __m512i m = bits[0];
-    for (int v = 1; v < kVectors; ++v) m = _mm512_max_epu32(m, bits[v]);
-    return static_cast<uint32_t>(_mm512_reduce_max_epu32(m));
-  }
-};
-
 // |x| * inverse (non-negative, finite, scaled so that it is <= top) to magnitude codes as
 // TinyFloat::encode: to nearest, ties away, as int32. The offset is subtracted before the
 // (arithmetic) shift, which is the same as after it (it is a multiple of 2^shift); below the
@@ -91,49 +73,88 @@ template <class Magnitude>
   _mm512_storeu_si512(out, _mm512_permutexvar_epi32(order, bytes));
 }
 
-// 16 codes to float32 bits of their magnitude's value: (c + offset) << shift, 0 for code 0.
-template <class Magnitude>
-[[gnu::always_inline]] inline __m512i magnitude_bits(__m512i c) {
-  const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
-  return _mm512_slli_epi32(
-      _mm512_maskz_add_epi32(nonzero, c, _mm512_set1_epi32(Magnitude::kOffset)), Magnitude::kShift);
-}
-
 template <class Code>
 struct SimdCodec;
 
+// Signed code (first moments, the velocity): sign bit + E4M3 magnitude.
 template <>
 struct SimdCodec<SignedCode> {
   using M = SignedCode::Magnitude;
+  static_assert(M::kShift == 20 && (M::kOffset << M::kShift) == 0x38000000u,
+                "the decoder below spells out E4M3's exponent offset");
+  // 16 codes, sign-extended to int32 (for decode).
+  [[gnu::always_inline]] static __m512i load(const uint8_t* codes) {
+    return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  }
+  // Sign-extended, c << 20 holds the magnitude's 7 bits in 20..26 and the sign in 27..31. The
+  // value's bits are ((magnitude + kOffset) << 20) | sign << 31, and kOffset << 20 is
+  // 0x38000000, exactly the exponent bits 27..30 as 0111 (no carries: the magnitude's exponent
+  // part is below 16), so one bitwise select makes them: bits 27..30 from 0x38000000, the rest
+  // from c << 20. Code 0 decodes to 0 (the mask); the NaN code 0x80 is not passed here.
   [[gnu::always_inline]] static __m512 decode(__m512i c, __m512 multiplier) {
-    const __m512i magnitude = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
-    // bit 31 from the code's sign bit (c << 24), the rest from the magnitude: (A & C) | B
     const __m512i bits =
-        _mm512_ternarylogic_epi32(_mm512_slli_epi32(c, 24), magnitude_bits<M>(magnitude),
-                                  _mm512_set1_epi32(int32_t(0x80000000u)), 0xEC);  // (A & C) | B
-    const __mmask16 nonzero = _mm512_test_epi32_mask(magnitude, magnitude);
-    return _mm512_maskz_mul_ps(nonzero, _mm512_castsi512_ps(bits), multiplier);
+        _mm512_ternarylogic_epi32(_mm512_slli_epi32(c, 20), _mm512_set1_epi32(0x78000000),
+                                  _mm512_set1_epi32(0x38000000), 0xB8);  // B ? C : A
+    return _mm512_maskz_mul_ps(_mm512_test_epi32_mask(c, c), _mm512_castsi512_ps(bits), multiplier);
+  }
+  // |x| as float32 bits: the term of the block's absmax and the encoder's input.
+  [[gnu::always_inline]] static __m512i magnitude(__m512i bits) {
+    return _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff));
   }
   // x's sign where the magnitude code is nonzero ("-0" would read as NaN); a negative
   // (flushed) code stays negative, which the pack makes 0.
-  [[gnu::always_inline]] static __m512i encode(const float* x, __m512i magnitude_bits,
+  [[gnu::always_inline]] static __m512i encode(__m512i bits, __m512i magnitude_bits,
                                                __m512 inverse) {
     const __m512i c = magnitude_codes<M>(magnitude_bits, inverse);
     const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
-    return _mm512_mask_ternarylogic_epi32(c, nonzero, _mm512_srli_epi32(_mm512_loadu_si512(x), 24),
+    return _mm512_mask_ternarylogic_epi32(c, nonzero, _mm512_srli_epi32(bits, 24),
                                           _mm512_set1_epi32(0x80), 0xF8);  // A | (B & C)
   }
 };
 
+// Unsigned code (second moments and other never-negative states): E5M3 magnitude.
 template <>
 struct SimdCodec<UnsignedCode> {
   using M = UnsignedCode::Magnitude;
-  [[gnu::always_inline]] static __m512 decode(__m512i c, __m512 multiplier) {
-    return _mm512_mul_ps(_mm512_castsi512_ps(magnitude_bits<M>(c)), multiplier);
+  [[gnu::always_inline]] static __m512i load(const uint8_t* codes) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
   }
-  [[gnu::always_inline]] static __m512i encode(const float*, __m512i magnitude_bits,
-                                               __m512 inverse) {
+  // (c + offset) << shift, 0 for code 0.
+  [[gnu::always_inline]] static __m512 decode(__m512i c, __m512 multiplier) {
+    const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_maskz_add_epi32(nonzero, c, _mm512_set1_epi32(M::kOffset)), M::kShift);
+    return _mm512_mul_ps(_mm512_castsi512_ps(bits), multiplier);
+  }
+  // The bits themselves, no sign cleared: the states this code stores are never negative, and
+  // any value with its sign bit set (-0, a negative NaN, a rule's bug) has bits >= 0x80000000,
+  // so that its block reads as non-finite and takes the element-wise encoder, which stores
+  // |x| as before.
+  [[gnu::always_inline]] static __m512i magnitude(__m512i bits) { return bits; }
+  [[gnu::always_inline]] static __m512i encode(__m512i, __m512i magnitude_bits, __m512 inverse) {
     return magnitude_codes<M>(magnitude_bits, inverse);
+  }
+};
+
+// A block's 128 values as float32 bits and as the code's magnitudes (kept in registers
+// between the absmax and the codes).
+template <class Code>
+struct BlockMagnitudes {
+  static constexpr int kVectors = kQuantBlock / kLanes;
+  __m512i bits[kVectors];
+  [[gnu::always_inline]] explicit BlockMagnitudes(const float* x) {
+    for (int v = 0; v < kVectors; ++v) bits[v] = _mm512_loadu_si512(x + v * kLanes);
+  }
+  [[gnu::always_inline]] __m512i magnitude(int v) const {
+    return SimdCodec<Code>::magnitude(bits[v]);
+  }
+  // The largest: for non-negative floats the integer order is the float order, and a result
+  // >= 0x7f800000 means the block holds an Inf or a NaN (or, for the unsigned code, a value
+  // with its sign bit set).
+  [[gnu::always_inline]] uint32_t max_bits() const {
+    __m512i m = magnitude(0);
+    for (int v = 1; v < kVectors; ++v) m = _mm512_max_epu32(m, magnitude(v));
+    return static_cast<uint32_t>(_mm512_reduce_max_epu32(m));
   }
 };
 
@@ -143,11 +164,9 @@ template <class Code>
                                                           float absmax, float* __restrict out) {
   if (block_has_code(codes, Code::kNaN)) return false;
   const __m512 multiplier = _mm512_set1_ps(BlockScale<Code>(absmax).multiplier);
-  for (int64_t i = 0; i < kQuantBlock; i += kLanes) {
-    const __m512i c =
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
-    _mm512_storeu_ps(out + i, SimdCodec<Code>::decode(c, multiplier));
-  }
+  for (int64_t i = 0; i < kQuantBlock; i += kLanes)
+    _mm512_storeu_ps(out + i,
+                     SimdCodec<Code>::decode(SimdCodec<Code>::load(codes + i), multiplier));
   return true;
 }
 
@@ -156,21 +175,24 @@ template <class Code>
 // long chain of latency, and the code pass queued right behind it stalled the next block's
 // update (adam int8 ~5% faster in cache with the codes one block late).
 // The first half: the block's largest |x| as float32 bits; >= 0x7f800000 means the block
-// holds an Inf or a NaN (then the element-wise encode_block handles it).
+// holds a value the SIMD encoder does not take (BlockMagnitudes::max_bits), and the
+// element-wise encode_block handles it.
+template <class Code>
 [[gnu::always_inline]] inline uint32_t full_block_max_bits(const float* x) {
-  return BlockMagnitudes(x).max_bits();
+  return BlockMagnitudes<Code>(x).max_bits();
 }
 
-// The second half: the codes of a full, finite block under its scale's inverse.
+// The second half: the codes of a full block whose full_block_max_bits is below 0x7f800000,
+// under its scale's inverse.
 template <class Code>
 [[gnu::always_inline]] inline void encode_full_block_codes(const float* __restrict x,
                                                            uint8_t* __restrict codes,
                                                            float inverse) {
-  const BlockMagnitudes magnitudes(x);
+  const BlockMagnitudes<Code> block(x);
   const __m512 inv = _mm512_set1_ps(inverse);
-  for (int v = 0; v < BlockMagnitudes::kVectors; v += 4) {
+  for (int v = 0; v < BlockMagnitudes<Code>::kVectors; v += 4) {
     const auto codes_of = [&](int u) {
-      return SimdCodec<Code>::encode(x + u * kLanes, magnitudes.bits[u], inv);
+      return SimdCodec<Code>::encode(block.bits[u], block.magnitude(u), inv);
     };
     store_codes64(codes + v * kLanes, codes_of(v), codes_of(v + 1), codes_of(v + 2),
                   codes_of(v + 3));
@@ -183,7 +205,7 @@ template <class Code>
 [[gnu::always_inline]] inline bool encode_full_block_simd(const float* __restrict x,
                                                           uint8_t* __restrict codes,
                                                           float* absmax) {
-  const uint32_t max_bits = full_block_max_bits(x);
+  const uint32_t max_bits = full_block_max_bits<Code>(x);
   if (max_bits >= 0x7f800000u) return false;
   const BlockScale<Code> scale(bits_float(max_bits));
   encode_full_block_codes<Code>(x, codes, scale.inverse);

@@ -15,11 +15,14 @@ namespace fusedupdates::cpu {
 inline namespace FU_ISA_NS {  // see storage.h
 
 // The inner loop over one contiguous piece. Separate __restrict pointers per stream (not an
-// array of pointers) let the compiler prove the streams independent and vectorise.
-template <class S, class Rule>
-void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p,
-                 const S* __restrict g, compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
-                 compute_t<S>* __restrict s2, compute_t<S>* __restrict s3, int64_t n) {
+// array of pointers) let the compiler prove the streams independent and vectorise. Always
+// inlined, so that a std::integral_constant width (one vector's lanes, say) gives a loop of
+// fixed trip count in its caller; apply_piece is the same loop as a function of its own.
+template <class S, class Rule, class Width>
+[[gnu::always_inline]] inline void apply_elements(
+    const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p, const S* __restrict g,
+    compute_t<S>* __restrict s0, compute_t<S>* __restrict s1, compute_t<S>* __restrict s2,
+    compute_t<S>* __restrict s3, Width n) {
   using T = compute_t<S>;
   constexpr int K = Rule::kNumStates;
 #pragma GCC ivdep
@@ -35,6 +38,13 @@ void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __r
     if constexpr (K > 2) s2[i] = s[2];
     if constexpr (K > 3) s3[i] = s[3];
   }
+}
+
+template <class S, class Rule>
+void apply_piece(const Rule& rule, const ElementScalars<compute_t<S>>& k, S* __restrict p,
+                 const S* __restrict g, compute_t<S>* __restrict s0, compute_t<S>* __restrict s1,
+                 compute_t<S>* __restrict s2, compute_t<S>* __restrict s3, int64_t n) {
+  apply_elements<S>(rule, k, p, g, s0, s1, s2, s3, n);
 }
 
 }  // namespace FU_ISA_NS

@@ -1,0 +1,175 @@
+// The 8-bit state's loop over full blocks with AVX-512 (compact_simd.h), software-pipelined:
+// one block is decoded, updated and measured (its new absmax) 16 lanes at a time, and between
+// those steps the previous block's codes are written under the scale it now has.
+// Why interleave by hand: the update's sqrt and division occupy the divider for most of its
+// time, and the codec is integer work for the other ports. Run block by block (decode all,
+// update all, encode all), the divider's queue filled the scheduler and the codec work behind
+// it waited: int8 adam took ~2.5x the float32 step's time in cache. In program order next to
+// the divisions, the out-of-order core runs both at once.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include "compact_codec.h"
+#include "element_loop.h"
+
+// Lambdas of the block loops inlined like the rest of it (GCC otherwise kept some as calls,
+// one per state per vector).
+#define FU_INLINE_LAMBDA __attribute__((always_inline))
+
+namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {  // see storage.h
+
+template <class Rule>
+constexpr bool is_signed_state(int j) {
+  return ((Rule::kSignedStates >> j) & 1u) != 0;
+}
+
+// f(std::integral_constant<int, j>) for every state j of Rule, in order.
+template <class Rule, class F>
+[[gnu::always_inline]] inline void for_each_state(F&& f) {
+  [&]<int... j>(std::integer_sequence<int, j...>) {
+    (f(std::integral_constant<int, j>{}), ...);
+  }(std::make_integer_sequence<int, Rule::kNumStates>{});
+}
+
+}  // namespace FU_ISA_NS
+}  // namespace fusedupdates::cpu
+
+#if defined(FU_COMPACT_SIMD)
+
+namespace fusedupdates::cpu {
+inline namespace FU_ISA_NS {
+
+// 8-bit states of one updated full block whose codes are written one block later: the new
+// values (tile), and per state the scale's inverse and whether the block is finite (a block
+// with an Inf or a NaN is encoded element-wise by finish()).
+template <class Rule>
+struct PendingBlock {
+  static constexpr int K = Rule::kNumStates > 0 ? Rule::kNumStates : 1;
+  template <int j>
+  using Code = std::conditional_t<is_signed_state<Rule>(j), SignedCode, UnsignedCode>;
+  alignas(64) float tile[K][kQuantBlock];
+  float inverse[K];
+  bool finite[K];
+  int64_t at = -1;  // the block's first element; -1: nothing pending
+
+  // The block at element i now holds its new values: per state, the largest |x| as float32
+  // bits (>= 0x7f800000: an Inf or a NaN). Stores each finite state's new absmax.
+  [[gnu::always_inline]] void measured(const CompactState<StateFormat::kInt8>* states, int64_t i,
+                                       const uint32_t* max_bits) {
+    at = i;
+    for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+      finite[j] = max_bits[j] < 0x7f800000u;
+      const BlockScale<Code<j>> scale(bits_float(max_bits[j]));
+      inverse[j] = scale.inverse;
+      if (finite[j]) states[j].scales[at / kQuantBlock] = scale.absmax;
+    });
+  }
+  // measured(), the largest |x| read from the tile.
+  [[gnu::always_inline]] void measure(const CompactState<StateFormat::kInt8>* states, int64_t i) {
+    uint32_t max_bits[K];
+    for_each_state<Rule>(
+        [&](auto j) FU_INLINE_LAMBDA { max_bits[j] = full_block_max_bits<Code<j>>(tile[j]); });
+    measured(states, i, max_bits);
+  }
+  bool all_finite() const {
+    for (int j = 0; j < Rule::kNumStates; ++j)
+      if (!finite[j]) return false;
+    return true;
+  }
+  // The 64 codes of every state from element q of the block (finite states only).
+  [[gnu::always_inline]] void encode_line(const CompactState<StateFormat::kInt8>* states,
+                                          int q) const {
+    for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+      const float* x = tile[j] + q;
+      const __m512 inv = _mm512_set1_ps(inverse[j]);
+      const auto codes_of = [&](int u) FU_INLINE_LAMBDA {
+        const __m512i bits = _mm512_load_si512(x + u * kLanes);
+        return SimdCodec<Code<j>>::encode(bits, SimdCodec<Code<j>>::magnitude(bits), inv);
+      };
+      store_codes64(states[j].data + at + q, codes_of(0), codes_of(1), codes_of(2), codes_of(3));
+    });
+  }
+  // Writes the codes of every state (element-wise where a state is not finite).
+  [[gnu::always_inline]] void finish(const CompactState<StateFormat::kInt8>* states) {
+    if (at < 0) return;
+    for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+      uint8_t* codes = states[j].data + at;
+      if (finite[j])
+        encode_full_block_codes<Code<j>>(tile[j], codes, inverse[j]);
+      else
+        states[j].scales[at / kQuantBlock] = encode_block<Code<j>>(tile[j], codes, kQuantBlock);
+    });
+    at = -1;
+  }
+};
+
+// Whether every state's codes of the block at element i are free of the code's NaN (then the
+// SIMD decoder applies).
+template <class Rule>
+[[gnu::always_inline]] inline bool block_decodable(const CompactState<StateFormat::kInt8>* states,
+                                                   int64_t i) {
+  bool ok = true;
+  for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+    ok = ok && !block_has_code(states[j].data + i, PendingBlock<Rule>::template Code<j>::kNaN);
+  });
+  return ok;
+}
+
+// One full block at element i: decode, update p[0..kQuantBlock) (g alongside), measure the new
+// absmax into `now`; with kEncodePrevious, the codes of `previous` (all finite) written in
+// between, one 64-element line per four vectors. The block's codes must be decodable.
+template <bool kEncodePrevious, class Rule>
+[[gnu::always_inline]] inline void pipelined_block(const Rule& shared_rule,
+                                                   const ElementScalars<float>& shared_k,
+                                                   float* __restrict p, const float* __restrict g,
+                                                   const CompactState<StateFormat::kInt8>* states,
+                                                   int64_t i, PendingBlock<Rule>& now,
+                                                   PendingBlock<Rule>& previous) {
+  constexpr int K = Rule::kNumStates;
+  // Copies that no store through p or the tiles can alias, so that the rule's constants stay in
+  // registers (read through the references, GCC reloaded them for every vector).
+  const Rule rule = shared_rule;
+  const ElementScalars<float> k = shared_k;
+  __m512 multiplier[K];
+  __m512i max_bits[K];
+  for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+    using Code = typename PendingBlock<Rule>::template Code<j>;
+    multiplier[j] = _mm512_set1_ps(BlockScale<Code>(states[j].scales[i / kQuantBlock]).multiplier);
+    max_bits[j] = _mm512_setzero_si512();
+  });
+  for (int q = 0; q < kQuantBlock; q += 64) {
+#pragma GCC unroll 4
+    for (int v = q; v < q + 64; v += kLanes) {
+      for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+        using Code = typename PendingBlock<Rule>::template Code<j>;
+        _mm512_store_ps(
+            now.tile[j] + v,
+            SimdCodec<Code>::decode(SimdCodec<Code>::load(states[j].data + i + v), multiplier[j]));
+      });
+      apply_elements<float>(rule, k, p + v, g + v, now.tile[0] + v,
+                            K > 1 ? now.tile[1] + v : nullptr, K > 2 ? now.tile[2] + v : nullptr,
+                            K > 3 ? now.tile[3] + v : nullptr,
+                            std::integral_constant<int64_t, kLanes>{});
+      for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+        using Code = typename PendingBlock<Rule>::template Code<j>;
+        max_bits[j] = _mm512_max_epu32(
+            max_bits[j], SimdCodec<Code>::magnitude(_mm512_load_si512(now.tile[j] + v)));
+      });
+    }
+    if constexpr (kEncodePrevious) previous.encode_line(states, q);
+  }
+  uint32_t block_max[K];
+  for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+    block_max[j] = static_cast<uint32_t>(_mm512_reduce_max_epu32(max_bits[j]));
+  });
+  now.measured(states, i, block_max);
+  if constexpr (kEncodePrevious) previous.at = -1;
+}
+
+}  // namespace FU_ISA_NS
+}  // namespace fusedupdates::cpu
+
+#endif  // FU_COMPACT_SIMD
