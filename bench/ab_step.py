@@ -17,7 +17,8 @@ relative) next to the installed ``fusedupdates``. Each round times both once (th
 alternates), each measurement repeating the step until it lasts ``--min-time``; the report
 gives each side's median time per step and the median over rounds of (this / baseline).
 ``--dtype float16|bfloat16`` times 16-bit params and grads (float32 state);
-``--step-option skip_nonfinite`` (or ``max_norm``, ``grad_scale``) times that step option.
+``--step-option skip_nonfinite`` (or ``max_norm``, ``grad_scale``) times that step option;
+``--state-dtype bfloat16|int8`` times compact optimizer state.
 """
 
 from __future__ import annotations
@@ -67,12 +68,20 @@ def make_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-def make_step(fu: ModuleType, shapes: list, seed: int, dtype=np.float32, step_kwargs=None):
+def make_step(
+    fu: ModuleType,
+    shapes: list,
+    seed: int,
+    dtype=np.float32,
+    step_kwargs=None,
+    state_dtype: str = "float32",
+):
     """An adam updater over fresh params and one fixed grad list: returns step()."""
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
-    updater = fu.adam(params, learning_rate=1e-3)
+    state = {} if state_dtype == "float32" else {"state_dtype": state_dtype}
+    updater = fu.adam(params, learning_rate=1e-3, **state)
     kwargs = dict(step_kwargs or {})
 
     def step() -> None:
@@ -105,10 +114,11 @@ def compare(
     min_time: float,
     dtype=np.float32,
     step_kwargs=None,
+    state_dtype: str = "float32",
 ):
     steps = {
-        "this build": make_step(fu_new, shapes, 0, dtype, step_kwargs),
-        "baseline": make_step(fu_old, shapes, 0, dtype, step_kwargs),
+        "this build": make_step(fu_new, shapes, 0, dtype, step_kwargs, state_dtype),
+        "baseline": make_step(fu_old, shapes, 0, dtype, step_kwargs, state_dtype),
     }
     reps = {name: calibrate(s, min_time) for name, s in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -141,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--step-option", default="none", choices=list(STEP_OPTIONS))
+    ap.add_argument("--state-dtype", default="float32", choices=["float32", "bfloat16", "int8"])
     args = ap.parse_args(argv)
 
     import fusedupdates as fu_new
@@ -153,14 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     dtype, step_kwargs = make_dtype(args.dtype), STEP_OPTIONS[args.step_option]
     print(
         f"threads {fu_new.get_num_threads()}, {args.rounds} interleaved rounds, adam {args.dtype}"
-        f", step options {step_kwargs or 'none'}\n"
+        f", state {args.state_dtype}, step options {step_kwargs or 'none'}\n"
     )
     print("| size | this build | baseline | this / baseline (median of rounds) [min – max] |")
     print("|---|---|---|---|")
     for token in parse_list(args.sizes):
         workload = parse_workload(token)
         times, ratios = compare(
-            fu_new, fu_old, list(workload.shapes), args.rounds, args.min_time, dtype, step_kwargs
+            fu_new,
+            fu_old,
+            list(workload.shapes),
+            args.rounds,
+            args.min_time,
+            dtype,
+            step_kwargs,
+            args.state_dtype,
         )
         new, old = (statistics.median(times[k]) for k in ("this build", "baseline"))
         print(
