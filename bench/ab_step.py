@@ -29,6 +29,7 @@ import importlib.util
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -68,21 +69,24 @@ def make_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-def make_step(
-    fu: ModuleType,
-    shapes: list,
-    seed: int,
-    dtype=np.float32,
-    step_kwargs=None,
-    state_dtype: str = "float32",
-):
+@dataclass(frozen=True)
+class StepConfig:
+    """What both sides time: param dtype, step() options, optimizer state dtype."""
+
+    dtype: np.dtype = np.dtype(np.float32)
+    step_kwargs: dict = field(default_factory=dict)
+    state_dtype: str = "float32"
+
+
+def make_step(fu: ModuleType, shapes: list, seed: int, config: StepConfig = StepConfig()):
     """An adam updater over fresh params and one fixed grad list: returns step()."""
     rng = np.random.default_rng(seed)
+    dtype = config.dtype
     params = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
-    state = {} if state_dtype == "float32" else {"state_dtype": state_dtype}
+    state = {} if config.state_dtype == "float32" else {"state_dtype": config.state_dtype}
     updater = fu.adam(params, learning_rate=1e-3, **state)
-    kwargs = dict(step_kwargs or {})
+    kwargs = dict(config.step_kwargs)
 
     def step() -> None:
         updater.step(grads, **kwargs)
@@ -112,13 +116,11 @@ def compare(
     shapes: list,
     rounds: int,
     min_time: float,
-    dtype=np.float32,
-    step_kwargs=None,
-    state_dtype: str = "float32",
+    config: StepConfig = StepConfig(),
 ):
     steps = {
-        "this build": make_step(fu_new, shapes, 0, dtype, step_kwargs, state_dtype),
-        "baseline": make_step(fu_old, shapes, 0, dtype, step_kwargs, state_dtype),
+        "this build": make_step(fu_new, shapes, 0, config),
+        "baseline": make_step(fu_old, shapes, 0, config),
     }
     reps = {name: calibrate(s, min_time) for name, s in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -176,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             list(workload.shapes),
             args.rounds,
             args.min_time,
-            dtype,
-            step_kwargs,
-            args.state_dtype,
+            StepConfig(dtype, step_kwargs or {}, args.state_dtype),
         )
         new, old = (statistics.median(times[k]) for k in ("this build", "baseline"))
         print(

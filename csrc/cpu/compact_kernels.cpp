@@ -105,12 +105,17 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   // The update of one tile by compute(float params, float grads) after the prefetches and
   // (16-bit params) the widening, before the narrowing.
   const auto update_tile = [&](int64_t i, int64_t w, auto&& compute) {
-    // Hints kPrefetchElements ahead for the narrow (compact) state streams, as for 16-bit
-    // params (kernels.cpp): streams of several widths kept too few cache lines in flight on
-    // their own. Not for the params and grads: on the 2-core Zen 4 VM (bench/native, 16M
-    // elements) their hints made bfloat16-state adam ~20% slower (1 and 2 threads) and int8
-    // no faster; without them, the same as with no hints at all.
+    // Hints kPrefetchElements ahead, as for 16-bit params (kernels.cpp): streams of several
+    // widths kept too few cache lines in flight on their own. The params and grads are hinted
+    // for 8-bit state only: on the 2-core Zen 4 VM (bench/native, adam, 16M elements, 2
+    // threads, medians of 10 and 4 runs) their hints made the int8 step ~17% faster but the
+    // bfloat16 one ~7-20% slower (bfloat16 with them removed was as fast as with no hints).
     constexpr auto sz = [](auto* q) { return int64_t{sizeof(*q)}; };
+    if constexpr (F == StateFormat::kInt8) {
+      prefetch_ahead(p + i, w * sz(p), kPrefetchElements * sz(p));
+      prefetch_ahead(g + i, w * sz(g), kPrefetchElements * sz(g));
+      if (master) prefetch_ahead(master + i, w * 4, kPrefetchElements * 4);
+    }
     for (int j = 0; j < K; ++j)
       prefetch_ahead(states[j].data + i, w * sz(states[j].data),
                      kPrefetchElements * sz(states[j].data));
