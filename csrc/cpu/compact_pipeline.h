@@ -30,6 +30,11 @@ constexpr bool is_signed_state(int j) {
   return ((Rule::kSignedStates >> j) & 1u) != 0;
 }
 
+// The 8-bit code of state j of Rule: signed for first moments, unsigned for never-negative
+// states.
+template <class Rule, int j>
+using StateCode = std::conditional_t<is_signed_state<Rule>(j), SignedCode, UnsignedCode>;
+
 // f(std::integral_constant<int, j>) for every state j of Rule, in order.
 template <class Rule, class F>
 [[gnu::always_inline]] inline void for_each_state(F&& f) {
@@ -53,7 +58,7 @@ template <class Rule>
 struct PendingBlock {
   static constexpr int K = Rule::kNumStates > 0 ? Rule::kNumStates : 1;
   template <int j>
-  using Code = std::conditional_t<is_signed_state<Rule>(j), SignedCode, UnsignedCode>;
+  using Code = StateCode<Rule, j>;
   alignas(64) float tile[K][kQuantBlock];
   float inverse[K];
   bool finite[K];
@@ -117,7 +122,7 @@ template <class Rule>
                                                    int64_t i) {
   bool ok = true;
   for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-    ok = ok && !block_has_code(states[j].data + i, PendingBlock<Rule>::template Code<j>::kNaN);
+    ok = ok && !block_has_code(states[j].data + i, StateCode<Rule, j>::kNaN);
   });
   return ok;
 }
@@ -140,7 +145,7 @@ template <bool kEncodePrevious, class Rule>
   __m512 multiplier[K];
   __m512i max_bits[K];
   for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-    using Code = typename PendingBlock<Rule>::template Code<j>;
+    using Code = StateCode<Rule, j>;
     multiplier[j] = _mm512_set1_ps(BlockScale<Code>(states[j].scales[i / kQuantBlock]).multiplier);
     max_bits[j] = _mm512_setzero_si512();
   });
@@ -148,7 +153,7 @@ template <bool kEncodePrevious, class Rule>
 #pragma GCC unroll 4
     for (int v = q; v < q + 64; v += kLanes) {
       for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-        using Code = typename PendingBlock<Rule>::template Code<j>;
+        using Code = StateCode<Rule, j>;
         _mm512_store_ps(
             now.tile[j] + v,
             SimdCodec<Code>::decode(SimdCodec<Code>::load(states[j].data + i + v), multiplier[j]));
@@ -158,7 +163,7 @@ template <bool kEncodePrevious, class Rule>
                             K > 3 ? now.tile[3] + v : nullptr,
                             std::integral_constant<int64_t, kLanes>{});
       for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-        using Code = typename PendingBlock<Rule>::template Code<j>;
+        using Code = StateCode<Rule, j>;
         max_bits[j] = _mm512_max_epu32(
             max_bits[j], SimdCodec<Code>::magnitude(_mm512_load_si512(now.tile[j] + v)));
       });
