@@ -1,5 +1,6 @@
-// The 8-bit state's loop over full blocks with AVX-512 (compact_simd.h), software-pipelined:
-// one block is decoded, updated and measured (its new absmax) 16 lanes at a time, and between
+// The 8-bit state's loop over full blocks with AVX-512 or AVX2 (compact_simd.h),
+// software-pipelined: one block is decoded, updated and measured (its new absmax) Vec::kLanes
+// lanes at a time, and between
 // those steps the previous block's codes are written under the scale it now has.
 // Why interleave by hand: the update's sqrt and division occupy the divider, and the codec is
 // integer work for the other ports; next to the divisions in program order, the out-of-order
@@ -92,13 +93,7 @@ struct PendingBlock {
   [[gnu::always_inline]] void encode_line(const CompactState<StateFormat::kInt8>* states,
                                           int q) const {
     for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-      const float* x = tile[j] + q;
-      const __m512 inv = _mm512_set1_ps(inverse[j]);
-      const auto codes_of = [&](int u) FU_INLINE_LAMBDA {
-        const __m512i bits = _mm512_load_si512(x + u * kLanes);
-        return SimdCodec<Code<j>>::encode(bits, SimdCodec<Code<j>>::magnitude(bits), inv);
-      };
-      store_codes64(states[j].data + at + q, codes_of(0), codes_of(1), codes_of(2), codes_of(3));
+      cpu::encode_line<Code<j>, true>(tile[j] + q, states[j].data + at + q, Vec::set1(inverse[j]));
     });
   }
   // Writes the codes of every state (element-wise where a state is not finite).
@@ -129,7 +124,7 @@ template <class Rule>
 
 // One full block at element i: decode, update p[0..kQuantBlock) (g alongside), measure the new
 // absmax into `now`; with kEncodePrevious, the codes of `previous` (all finite) written in
-// between, one 64-element line per four vectors. The block's codes must be decodable.
+// between, one 64-element line per 64 / kLanes vectors. The block's codes must be decodable.
 template <bool kEncodePrevious, class Rule>
 [[gnu::always_inline]] inline void pipelined_block(const Rule& shared_rule,
                                                    const ElementScalars<float>& shared_k,
@@ -142,38 +137,40 @@ template <bool kEncodePrevious, class Rule>
   // registers (read through the references, GCC reloaded them for every vector).
   const Rule rule = shared_rule;
   const ElementScalars<float> k = shared_k;
-  __m512 multiplier[K];
-  __m512i max_bits[K];
+  Vec::F multiplier[K];
+  Vec::I max_bits[K];
   for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
     using Code = StateCode<Rule, j>;
-    multiplier[j] = _mm512_set1_ps(BlockScale<Code>(states[j].scales[i / kQuantBlock]).multiplier);
-    max_bits[j] = _mm512_setzero_si512();
+    multiplier[j] = Vec::set1(BlockScale<Code>(states[j].scales[i / kQuantBlock]).multiplier);
+    max_bits[j] = Vec::zero();
   });
+  constexpr int kStep = Vec::kUpdateWidth;
   for (int q = 0; q < kQuantBlock; q += 64) {
 #pragma GCC unroll 4
-    for (int v = q; v < q + 64; v += kLanes) {
+    for (int v = q; v < q + 64; v += kStep) {
       for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
         using Code = StateCode<Rule, j>;
-        _mm512_store_ps(
-            now.tile[j] + v,
-            SimdCodec<Code>::decode(SimdCodec<Code>::load(states[j].data + i + v), multiplier[j]));
+        for (int u = v; u < v + kStep; u += kLanes)
+          Vec::store_aligned(now.tile[j] + u,
+                             SimdCodec<Code>::decode(SimdCodec<Code>::load(states[j].data + i + u),
+                                                     multiplier[j]));
       });
       apply_elements<float>(rule, k, p + v, g + v, now.tile[0] + v,
                             K > 1 ? now.tile[1] + v : nullptr, K > 2 ? now.tile[2] + v : nullptr,
                             K > 3 ? now.tile[3] + v : nullptr,
-                            std::integral_constant<int64_t, kLanes>{});
+                            std::integral_constant<int64_t, kStep>{});
       for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
         using Code = StateCode<Rule, j>;
-        max_bits[j] = _mm512_max_epu32(
-            max_bits[j], SimdCodec<Code>::magnitude(_mm512_load_si512(now.tile[j] + v)));
+        for (int u = v; u < v + kStep; u += kLanes)
+          max_bits[j] = Vec::max_unsigned(
+              max_bits[j], SimdCodec<Code>::magnitude(Vec::load_aligned_bits(now.tile[j] + u)));
       });
     }
     if constexpr (kEncodePrevious) previous.encode_line(states, q);
   }
   uint32_t block_max[K];
-  for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-    block_max[j] = static_cast<uint32_t>(_mm512_reduce_max_epu32(max_bits[j]));
-  });
+  for_each_state<Rule>(
+      [&](auto j) FU_INLINE_LAMBDA { block_max[j] = Vec::reduce_max_unsigned(max_bits[j]); });
   now.measured(states, i, block_max);
   if constexpr (kEncodePrevious) previous.at = -1;
 }
