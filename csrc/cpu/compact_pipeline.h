@@ -144,7 +144,7 @@ template <bool kEncodePrevious, class Rule>
     multiplier[j] = Vec::set1(BlockScale<Code>(states[j].scales[i / kQuantBlock]).multiplier);
     max_bits[j] = Vec::zero();
   });
-  constexpr int kStep = Vec::kUpdateWidth;
+  constexpr int kStep = Vec::update_width(K);
   for (int q = 0; q < kQuantBlock; q += 64) {
 #pragma GCC unroll 4
     for (int v = q; v < q + 64; v += kStep) {

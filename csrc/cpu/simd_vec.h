@@ -30,8 +30,9 @@ struct Vec {
   using F = __m512;
   using I = __m512i;
   static constexpr int kLanes = 16;
-  // Elements per call of the rule's loop in compact_pipeline.h: one vector.
-  static constexpr int kUpdateWidth = kLanes;
+  // Elements per call of the rule's loop in compact_pipeline.h (for a rule of `states` 8-bit
+  // states): one vector.
+  static constexpr int update_width(int /*states*/) { return kLanes; }
 
   // kLanes codes, sign- or zero-extended to int32.
   FU_VEC_OP I load_codes_signed(const uint8_t* c) {
@@ -113,11 +114,13 @@ struct Vec {
   using F = __m256;
   using I = __m256i;
   static constexpr int kLanes = 8;
-  // Elements per call of the rule's loop in compact_pipeline.h: four vectors. GCC 12 left the
-  // rule's loop of one 8-lane vector scalar (in cache, adam int8 ~3.6 ns/element); of 16, 32
-  // and 64 elements it vectorised it, and 32 was fastest (~0.93-0.97 ns/element, 64 ~0.98,
-  // 16 ~1.05; bench/native, 16K elements, one thread, the 2-core Zen 3 VM).
-  static constexpr int kUpdateWidth = 32;
+  // Elements per call of the rule's loop in compact_pipeline.h (for a rule of `states` 8-bit
+  // states). GCC 12 left the rule's loop over one 8-lane vector scalar (in cache, adam int8
+  // ~3.6 ns/element); over 16, 32 and 64 elements it vectorised it. Measured with bench/native
+  // (16K elements, one thread, the 2-core Zen 3 VM), ns/element for 16 / 32 / 64: adam
+  // ~1.05 / ~0.95 / ~0.98, adadelta ~1.06 / ~1.02 / ~1.04, adagrad ~0.49 all three, amsgrad
+  // (three states) ~1.52 / ~1.5-1.9 / ~1.36.
+  static constexpr int update_width(int states) { return states >= 3 ? 64 : 32; }
 
   FU_VEC_OP I load_codes_signed(const uint8_t* c) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c)));
