@@ -55,7 +55,8 @@ def test_mismatches_raise_on_every_rank_without_hanging(tmp_path, ranks):
     assert {"shapes", "rule", "hyperparameters", "grad shape", "max_norm"} <= passed[0]
 
 
-def test_demo_distributed_matches_one_process(tmp_path):
+@pytest.mark.parametrize("state_dtype", ["float32", "int8"])
+def test_demo_distributed_matches_one_process(tmp_path, state_dtype):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     reason = mpi_skip_reason()
@@ -64,6 +65,7 @@ def test_demo_distributed_matches_one_process(tmp_path):
     from _mpi import _launcher_flags
 
     args = ["-m", "fusedupdates.demo", "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
+    args += ["--state-dtype", state_dtype]
     one = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
     two = subprocess.run(
         [find_mpiexec(), *_launcher_flags(), "-n", "2", sys.executable, *args, "--distributed"],

@@ -106,15 +106,7 @@ def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, list[dict], dict]:
             f"state_dict has decoupled_weight_decay={bool(decoupled)}, this updater "
             f"{upd.decoupled_weight_decay}"
         )
-    saved_dtype = state_dict.get("state_dtype")
-    if isinstance(saved_dtype, np.ndarray) and saved_dtype.ndim == 0:
-        saved_dtype = saved_dtype.item()
-    if saved_dtype != upd.state_dtype:
-        raise ValueError(
-            f"state_dict has state_dtype={saved_dtype!r}, this updater {upd.state_dtype!r}: "
-            f"convert it first with fusedupdates.convert_state_dict(state_dict, "
-            f"{upd.state_dtype!r})"
-        )
+    check_saved_state_dtype(upd, state_dict)
     groups = _check_groups(upd, state_dict)
     saved_in, mine = state_dict["state"], upd.state
     if not isinstance(saved_in, dict):
@@ -146,6 +138,19 @@ def check_state_dict(upd: Any, state_dict: Any) -> tuple[int, list[dict], dict]:
                 )
             saved[name].append(s)
     return t, groups, saved
+
+
+def check_saved_state_dtype(upd: Any, state_dict: dict) -> None:
+    """ValueError unless ``state_dict`` stores its state as ``upd`` does (``state_dtype``)."""
+    saved_dtype = state_dict.get("state_dtype")
+    if isinstance(saved_dtype, np.ndarray) and saved_dtype.ndim == 0:
+        saved_dtype = saved_dtype.item()
+    if saved_dtype != upd.state_dtype:
+        raise ValueError(
+            f"state_dict has state_dtype={saved_dtype!r}, this updater {upd.state_dtype!r}: "
+            f"convert it first with fusedupdates.convert_state_dict(state_dict, "
+            f"{upd.state_dtype!r})"
+        )
 
 
 def _check_values(upd: Any, values: Any, where: str) -> dict[str, float]:

@@ -13,6 +13,9 @@ Dettmers et al.'s 8-bit optimizers. The code itself is described in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -68,17 +71,42 @@ def bfloat16_dtype() -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def storage_of(numel: int, state_dtype: str | None) -> str | None:
+# id(param) -> True (8-bit) or False (full) for the params of an updater built inside
+# forced_int8_storage(); see there.
+_FORCED_INT8: ContextVar[dict[int, bool] | None] = ContextVar("forced_int8", default=None)
+
+
+@contextmanager
+def forced_int8_storage(params: list, quantized: list[bool]) -> Iterator[None]:
+    """Within the block, an updater built with ``state_dtype="int8"`` over (some of) ``params``
+    stores the state of ``params[i]`` as 8-bit codes exactly where ``quantized[i]``, whatever
+    its size. The sharded updater needs this: its local params are flat shards, each holding
+    either only large params (8-bit, even when the shard is under MIN_QUANTIZED_NUMEL) or only
+    small ones (full state, as a single process keeps them, even when the shard is larger).
+    A context variable, so that the user's ``rule_factory`` in between needs no new keyword
+    (and other threads are not affected)."""
+    token = _FORCED_INT8.set({id(p): bool(q) for p, q in zip(params, quantized)})
+    try:
+        yield
+    finally:
+        _FORCED_INT8.reset(token)
+
+
+def storage_of(numel: int, state_dtype: str | None, param: Any = None) -> str | None:
     """How a param of ``numel`` elements stores its state: None (full), bfloat16 or int8."""
-    if state_dtype == "int8" and numel < MIN_QUANTIZED_NUMEL:
-        return None
+    if state_dtype == "int8":
+        forced = _FORCED_INT8.get()
+        if forced is not None and id(param) in forced:
+            return "int8" if forced[id(param)] else None
+        if numel < MIN_QUANTIZED_NUMEL:
+            return None
     return state_dtype
 
 
 def allocate(backend: Any, param: Any, full_dtype: np.dtype, state_dtype: str | None):
     """Zeroed (state buffer, block scales or None) of one state of ``param``: zero codes and
     zero scales decode to 0, like a zero float buffer."""
-    storage = storage_of(param.size, state_dtype)
+    storage = storage_of(param.size, state_dtype, param)
     if storage is None:
         return backend.zeros_like(param, full_dtype), None
     if storage == "bfloat16":

@@ -199,7 +199,8 @@ def train_rule(
     else:
         from ..distributed import sharded
 
-        updater = sharded(lambda ps: spec.make(ps, **options), params, comm)
+        # state_dtype goes to sharded() itself: it lays out the 8-bit blocks by it
+        updater = sharded(lambda ps, **kw: spec.make(ps, **kw), params, comm, **options)
     part = batch_size // size  # this rank's slice of each minibatch
     rng = np.random.default_rng(seed)
     x, onehot = data.x_train, data.onehot_train
@@ -293,11 +294,8 @@ def run_demo(
     storage = storage_dtype(dtype)
     if master_weights and storage == np.float32:
         raise DemoError("--master-weights is for 16-bit params: add --dtype bfloat16 or float16")
-    if state_dtype is not None and (comm is not None or device != "cpu"):
-        raise DemoError(
-            "--state-dtype is for single-process CPU runs (not with --distributed "
-            "or --device cuda yet)"
-        )
+    if state_dtype is not None and device != "cpu":
+        raise DemoError("--state-dtype is for CPU runs (not with --device cuda yet)")
     xp = get_array_module(device)
     data = load_data(xp, seed=seed)
     init = mlp.init_params((data.num_features, hidden, data.num_classes), seed=seed)

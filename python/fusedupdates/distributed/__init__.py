@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
+from .._compact import check_state_dtype
 from ._arrays import pack
-from ._layout import plan_buckets, views_of
+from ._layout import plan_buckets, views_of, with_gaps
 from ._sharded import ShardedUpdater
 from ._transport import MpiTransport, NcclTransport, Transport, transport_for
 
@@ -30,7 +33,7 @@ __all__ = [
 ]
 
 
-def allocate_params(arrays: list, comm: Any) -> list:
+def allocate_params(arrays: list, comm: Any, state_dtype: str | None = None) -> list:
     """New parameters with the values of ``arrays``, as views of the flat buffers that
     :func:`sharded` communicates (one per dtype, padded for ``comm``'s size).
 
@@ -45,6 +48,10 @@ def allocate_params(arrays: list, comm: Any) -> list:
         Initial values (NumPy, or CuPy for NCCL); their shapes and dtypes are kept.
     comm : mpi4py.MPI.Comm, cupy.cuda.nccl.NcclCommunicator or Transport
         The communicator the updater will use (its size fixes the padding).
+    state_dtype : {None, "float32", "bfloat16", "int8"}, optional
+        The ``state_dtype`` you will pass to :func:`sharded`: with ``"int8"`` the layout
+        aligns every large param to the 8-bit blocks (the others need no change). With a
+        different one the updater still works, but copies the params every step.
 
     Returns
     -------
@@ -67,11 +74,15 @@ def allocate_params(arrays: list, comm: Any) -> list:
             raise TypeError(
                 f"arrays[{i}]: expected a {xp.__name__}.ndarray, got {type(a).__name__}"
             )
-    buckets = plan_buckets([a.shape for a in arrays], [a.dtype for a in arrays], transport.size)
+    state_dtype = check_state_dtype(state_dtype, arrays, xp is not np)
+    buckets = plan_buckets(
+        [a.shape for a in arrays], [a.dtype for a in arrays], transport.size, state_dtype
+    )
     out: list = [None] * len(arrays)
+    zeros: dict = {}
     for b in buckets:
         flat = xp.zeros(b.padded, dtype=b.dtype)
-        pack(xp, [arrays[i] for i in b.indices], flat[: b.numel])
+        pack(xp, with_gaps(xp, [arrays[i] for i in b.indices], b, zeros), flat[: b.numel])
         for i, view in zip(b.indices, views_of(flat, b)):
             out[i] = view
     return out
@@ -100,7 +111,11 @@ def sharded(
     comm : mpi4py.MPI.Comm, cupy.cuda.nccl.NcclCommunicator or Transport
         The ranks that share the work.
     **hyperparameters
-        Passed to ``rule_factory``.
+        Passed to ``rule_factory``. ``state_dtype`` (``"bfloat16"`` or ``"int8"``, compact
+        state) belongs here rather than inside ``rule_factory``: with ``"int8"`` the flat
+        layout aligns every param of 4096 elements or more to the 8-bit blocks and keeps
+        the smaller ones (full-precision state) in a buffer of their own, so that the state
+        and checkpoints are exactly a single process's.
 
     Returns
     -------

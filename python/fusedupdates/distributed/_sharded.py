@@ -25,12 +25,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._compact import check_state_dtype, forced_int8_storage
 from .._dispatch import as_list
 from .._hyper import check_max_norm
 from ..updaters import Updater
 from ._agree import agree_on_setup, agree_on_step
 from ._arrays import as_host_scalar, pack, sum_squares
-from ._layout import Bucket, plan_buckets, shared_flat_buffer, views_of
+from ._layout import Bucket, plan_buckets, shared_flat_buffer, views_of, with_gaps
 from ._state import full_state_dict, load_full_state_dict, read_checkpoint, write_checkpoint
 from ._transport import Transport
 
@@ -92,34 +93,45 @@ class ShardedUpdater:
                 )
             if not getattr(p.flags, "writeable", True):  # CuPy arrays have no such flag
                 raise ValueError(f"params[{i}] is read-only")
-        buckets = plan_buckets([p.shape for p in params], [p.dtype for p in params], tr.size)
-        flats, copy_out = [], []
+        # The layout depends on the state storage (8-bit blocks must not straddle params or
+        # shards), so it is read here, before rule_factory builds the local updater.
+        state_dtype = check_state_dtype(hyper.get("state_dtype"), params, tr.xp is not np)
+        buckets = plan_buckets(
+            [p.shape for p in params], [p.dtype for p in params], tr.size, state_dtype
+        )
+        set_ = object.__setattr__
+        set_(self, "_zeros", {})  # padding arrays for with_gaps
+        flats, copy_out, copied = [], [], []
         for b in buckets:
             flat = shared_flat_buffer(params, b)
+            copied.append(flat is None)
             if flat is None:  # the user's own arrays: copies in and out every step
                 flat = xp.zeros(b.padded, dtype=b.dtype)
-                pack(xp, [params[i] for i in b.indices], flat[: b.numel])
-                copy_out.extend(zip([params[i] for i in b.indices], views_of(flat, b)))
+                mine = [params[i] for i in b.indices]
+                pack(xp, with_gaps(xp, mine, b, self._zeros), flat[: b.numel])
+                copy_out.extend(zip(mine, views_of(flat, b)))
             flats.append(flat)
         lo, hi = tr.rank, tr.rank + 1
         shards = [flat[lo * b.shard : hi * b.shard] for flat, b in zip(flats, buckets)]
-        local = rule_factory(shards, **hyper)
+        with forced_int8_storage(shards, [b.quantized for b in buckets]):
+            local = rule_factory(shards, **hyper)
         if not isinstance(local, Updater):
             raise TypeError(
                 f"rule_factory must return a fusedupdates Updater, got {type(local).__name__}"
             )
-        if local.state_dtype is not None:  # block scales do not line up with the shards
+        if (local.state_dtype == "int8") != (state_dtype == "int8"):
             raise ValueError(
-                f"sharded() does not support compact state yet (state_dtype="
-                f"{local.state_dtype!r}): build the local updater with state_dtype=None"
+                f"rule_factory built an updater with state_dtype={local.state_dtype!r} but "
+                f"sharded() was given state_dtype={state_dtype!r}: pass state_dtype to "
+                "sharded() as a keyword (it decides the layout of the 8-bit blocks)"
             )
-        set_ = object.__setattr__
         set_(self, "_params", params)
         set_(self, "_shapes", [p.shape for p in params])
         set_(self, "_dtypes", [p.dtype for p in params])
         set_(self, "_buckets", buckets)
         set_(self, "_flats", flats)
         set_(self, "_copy_out", copy_out)
+        set_(self, "_copied", copied)  # per bucket: the params are copied in and out
         send = [xp.zeros(b.padded, dtype=b.dtype) for b in buckets]
         grad_views: list = [None] * len(params)
         for flat, b in zip(send, buckets):
@@ -137,6 +149,7 @@ class ShardedUpdater:
             "shapes": [list(s) for s in self._shapes],
             "dtypes": [str(np.dtype(d)) for d in self._dtypes],
             "rule": local.rule,
+            "state_dtype": local.state_dtype,
             "decoupled_weight_decay": local.decoupled_weight_decay,
             "hyperparameters": local.hyperparameters,
         }
@@ -272,12 +285,13 @@ class ShardedUpdater:
         )
         clock = _lap(timings, "handshake", clock)
         in_place = all(g is v for g, v in zip(grads, self._grad_views))  # grad_buffers()
-        for b, send, flat in zip(self._buckets, self._send, self._flats):
+        for b, send, flat, copied in zip(self._buckets, self._send, self._flats, self._copied):
             if not in_place:
                 mine = grads if len(self._buckets) == 1 else [grads[i] for i in b.indices]
-                pack(xp, mine, send[: b.numel])
-            if self._copy_out:  # the user's arrays are the truth: copy them in
-                pack(xp, [self._params[i] for i in b.indices], flat[: b.numel])
+                pack(xp, with_gaps(xp, mine, b, self._zeros), send[: b.numel])
+            if copied:  # the user's arrays are the truth: copy them in
+                mine = [self._params[i] for i in b.indices]
+                pack(xp, with_gaps(xp, mine, b, self._zeros), flat[: b.numel])
         clock = _lap(timings, "pack", clock)
         for send, recv in zip(self._send, self._recv):
             tr.reduce_scatter_sum(send, recv)
