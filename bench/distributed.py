@@ -11,6 +11,8 @@ report: step time and per-rank optimizer-state bytes of adam on the 196-tensor m
 * 2 ranks replicated: the grads packed into one flat buffer, one in-place all-reduce, then a
   full local step of every parameter (the mean applied as the kernel's ``grad_scale``).
 
+``--state-dtype bfloat16|int8`` runs every row with that compact state (``state_dtype=``).
+
 Every rank uses one OpenMP thread in the 2-rank runs (2 ranks on 2 cores). Times are medians
 of ``--reps`` steps after 3 warm-up steps, with a barrier before each step.
 """
@@ -65,7 +67,7 @@ def _state_bytes(upd) -> int:
     return sum(a.nbytes for arrays in upd.state.values() for a in arrays if a is not None)
 
 
-def worker(reps: int, out: Path) -> None:
+def worker(reps: int, out: Path, state_dtype: str | None) -> None:
     import fusedupdates as fu
     import fusedupdates.distributed as fud
     from mpi4py import MPI
@@ -73,18 +75,19 @@ def worker(reps: int, out: Path) -> None:
     comm = MPI.COMM_WORLD
     wl, params, grads = _model()
     result = {"ranks": comm.size, "tensors": wl.n_tensors, "numel": wl.numel}
+    compact = {"state_dtype": state_dtype}
     if comm.size == 1:
         for threads in (1, 2):
             fu.set_num_threads(threads)
-            upd = fu.adam([p.copy() for p in params])
+            upd = fu.adam([p.copy() for p in params], **compact)
             result[f"single_{threads}t"] = _timed(comm, lambda u=upd: u.step(grads), reps)
             result["single_state_bytes"] = _state_bytes(upd)
     else:
         fu.set_num_threads(1)
         for label in ("grad_buffers", "views", "copies"):
             own = label == "copies"
-            ps = [p.copy() for p in params] if own else fud.allocate_params(params, comm)
-            upd = fud.sharded(fu.adam, ps, comm)
+            ps = [p.copy() for p in params] if own else fud.allocate_params(params, comm, **compact)
+            upd = fud.sharded(fu.adam, ps, comm, **compact)
             gs = grads
             if label == "grad_buffers":  # as if the backward wrote its grads in place
                 gs = upd.grad_buffers()
@@ -100,15 +103,19 @@ def worker(reps: int, out: Path) -> None:
             result[f"sharded_{label}"] = _timed(comm, step, reps)
             result[f"sharded_{label}_phases"] = {k: statistics.median(v) for k, v in phases.items()}
             result["sharded_state_bytes"] = upd.state_bytes
+            # elements of state per rank beyond numel / ranks: the layout's padding
+            result["sharded_padding_elements"] = sum(b.shard for b in upd.buckets) - (
+                wl.numel / comm.size
+            )
             result["sharded_buffer_bytes"] = sum(
                 a.nbytes for group in (upd._send, upd._recv) for a in group
             ) + (0 if upd.uses_views else sum(f.nbytes for f in upd._flats))
-        result.update(_replicated(comm, params, grads, reps))
+        result.update(_replicated(comm, params, grads, reps, compact))
     if comm.rank == 0:
         out.write_text(json.dumps(result))
 
 
-def _replicated(comm, params, grads, reps: int) -> dict:
+def _replicated(comm, params, grads, reps: int, compact: dict) -> dict:
     """The baseline: pack, all-reduce the whole flat grad buffer, full local step."""
     import fusedupdates as fu
     import fusedupdates.distributed._arrays as arrays
@@ -119,7 +126,7 @@ def _replicated(comm, params, grads, reps: int) -> dict:
     for g in grads:
         views.append(flat[offset : offset + g.size].reshape(g.shape))
         offset += g.size
-    upd = fu.adam([p.copy() for p in params])
+    upd = fu.adam([p.copy() for p in params], **compact)
     phases = {"pack": [], "all_reduce": [], "update": []}
 
     def step():
@@ -141,7 +148,7 @@ def _replicated(comm, params, grads, reps: int) -> dict:
     }
 
 
-def _launch(ranks: int, reps: int, out: Path) -> dict:
+def _launch(ranks: int, reps: int, out: Path, state_dtype: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from _mpi import _launcher_flags, find_mpiexec
 
@@ -158,6 +165,8 @@ def _launch(ranks: int, reps: int, out: Path) -> dict:
         str(reps),
         "--json",
         str(out),
+        "--state-dtype",
+        state_dtype,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1" if ranks > 1 else "2")
     subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1])
@@ -168,7 +177,7 @@ def _ms(times: list[float]) -> str:
     return f"{statistics.median(times) * 1e3:.2f} [{min(times) * 1e3:.2f} – {max(times) * 1e3:.2f}]"
 
 
-def report(one: dict, two: dict, reps: int) -> str:
+def report(one: dict, two: dict, reps: int, state_dtype: str) -> str:
     med = statistics.median
     single1, single2 = med(one["single_1t"]), med(one["single_2t"])
     in_place = med(two["sharded_grad_buffers"])
@@ -180,7 +189,9 @@ def report(one: dict, two: dict, reps: int) -> str:
     allreduce = two["replicated_phases"]["all_reduce"]
     bound = 1.2 * (allreduce + single1 / 2)
     state1, state2 = one["single_state_bytes"], two["sharded_state_bytes"]
-    padding = 2 * 4 * (two["ranks"] - 1)  # adam's 2 float32 states, size - 1 padded elements
+    # adam's 2 states: bytes per element of each (int8: a code, 4 bytes of scale per block)
+    per_element = {"float32": 4, "bfloat16": 2, "int8": 1 + 4 / 128}[state_dtype]
+    padding = 2 * per_element * two["sharded_padding_elements"]
     lines = [
         f"# fusedupdates.distributed on {os.cpu_count()} cores, "
         f"{datetime.date.today().isoformat()}",
@@ -190,7 +201,9 @@ def report(one: dict, two: dict, reps: int) -> str:
         f"- **machine**: {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"logical cores, {platform.system()}; MPICH from its PyPI wheel, shared memory",
         f"- **workload**: adam, float32, the {one['tensors']}-tensor model "
-        f"({one['numel'] / 1e6:.1f} M elements) of bench/workloads.py",
+        f"({one['numel'] / 1e6:.1f} M elements) of bench/workloads.py; optimizer state "
+        f"stored as {state_dtype} (state_dtype="
+        f"{None if state_dtype == 'float32' else state_dtype!r})",
         "- **threads**: 1 OpenMP thread per rank with 2 ranks; the 1-rank rows say theirs",
         f"- **load average before the run**: {os.getloadavg()[0]:.2f} (other work on the "
         "machine slows every row, the 2-rank ones most)",
@@ -238,7 +251,7 @@ def report(one: dict, two: dict, reps: int) -> str:
         f"- per-rank state = 1/2 of one rank's ± one bucket: {state2:,} vs {state1 / 2:,.0f} "
         f"(difference {state2 - state1 / 2:+,.0f} bytes): "
         f"**{'met' if abs(state2 - state1 / 2) <= padding else 'not met'}** (allowed: the "
-        f"padding, at most {padding} bytes)",
+        f"padding of the layout, {padding:,.0f} bytes)",
         f"- sharded (views) faster than replicated on 2 ranks: {sharded * 1e3:.2f} vs "
         f"{repl * 1e3:.2f} ms: **{'met' if sharded < repl else 'not met'}** "
         f"(with copies: {copies * 1e3:.2f} ms, {'met' if copies < repl else 'not met'})",
@@ -259,14 +272,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--state-dtype",
+        choices=["float32", "bfloat16", "int8"],
+        default="float32",
+        help="optimizer state storage of every row (default float32)",
+    )
     args = parser.parse_args()
+    compact = None if args.state_dtype == "float32" else args.state_dtype
     if args.worker:
-        worker(args.reps, args.json)
+        worker(args.reps, args.json, compact)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        one = _launch(1, args.reps, Path(tmp) / "one.json")
-        two = _launch(2, args.reps, Path(tmp) / "two.json")
-    text = report(one, two, args.reps)
+        one = _launch(1, args.reps, Path(tmp) / "one.json", args.state_dtype)
+        two = _launch(2, args.reps, Path(tmp) / "two.json", args.state_dtype)
+    text = report(one, two, args.reps, args.state_dtype)
     print(text)
     if args.out:
         args.out.write_text(text)

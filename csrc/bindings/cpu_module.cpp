@@ -151,10 +151,10 @@ PYBIND11_MODULE(_cpu, m) {
 The native object behind one updater: validated params and states, t and the hyperparameters.
 Built once; step(grads) checks only the grads. Internal: use the fusedupdates factories.)doc")
       .def(py::init<int, const py::sequence&, const py::sequence&, const std::vector<std::string>&,
-                    const py::object&, bool, const py::object&>(),
+                    const py::object&, bool, bool, const py::object&>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("state_names"),
            py::arg("groups") = py::none(), py::kw_only(), py::arg("stochastic_rounding") = false,
-           py::arg("scales") = py::none())
+           py::arg("stochastic_state_rounding") = false, py::arg("scales") = py::none())
       .def("with_momentum", &CpuStepper::with_momentum, py::arg("velocity"), py::arg("nesterov"),
            py::kw_only(), py::arg("velocity_scales") = py::none())
       .def("step", &CpuStepper::step, py::arg("grads"), py::arg("max_norm") = py::none(),

@@ -22,6 +22,7 @@ std::vector<cpu::StepPlan>& without_frozen(const std::vector<cpu::StepPlan>& pla
     out[p].dtype = plans[p].dtype;
     out[p].nesterov = plans[p].nesterov;
     out[p].stochastic_rounding = plans[p].stochastic_rounding;
+    out[p].stochastic_state_rounding = plans[p].stochastic_state_rounding;
     out[p].state_format = plans[p].state_format;
     out[p].hyper = plans[p].hyper;
     out[p].tensors.clear();
@@ -42,7 +43,8 @@ std::unique_lock<std::mutex> lock_core(StepperCore& core) {
 
 CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
                        const std::vector<std::string>& state_names, const py::object& group_indices,
-                       bool stochastic_rounding, const py::object& scales) {
+                       bool stochastic_rounding, bool stochastic_state_rounding,
+                       const py::object& scales) {
   if (rule < 0 || rule >= kNumRules) throw ArgValueError("unknown rule id " + std::to_string(rule));
   if (py::len(states) != state_names.size())
     throw ArgValueError("states and state_names differ in length");
@@ -50,6 +52,7 @@ CpuStepper::CpuStepper(int rule, const py::sequence& params, const py::sequence&
   rule_ = static_cast<RuleId>(rule);
   state_names_ = state_names;
   stochastic_rounding_ = stochastic_rounding;
+  stochastic_state_rounding_ = stochastic_state_rounding;
   const py::tuple p = hold_items(params, "params");
   group_of_ = parse_group_indices(group_indices, p.size(), num_groups_);
   core_->hyper.assign(num_groups_, HyperParams{});
@@ -94,6 +97,7 @@ std::shared_ptr<CpuStepper> CpuStepper::with_momentum(const py::sequence& veloci
   w->rule_ = rule_;
   w->nesterov_ = nesterov;
   w->stochastic_rounding_ = stochastic_rounding_;
+  w->stochastic_state_rounding_ = stochastic_state_rounding_;
   w->state_names_ = state_names_;
   w->num_groups_ = num_groups_;
   w->group_of_ = group_of_;
@@ -153,6 +157,10 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups,
     if (with_master) check_master_dtype(i, dtype);
     const uint32_t group = group_of_[i];
     const StateFormat format = state_format_of(fixed_.state_storage(i));
+    // (sgd's only state is the velocity, which the Python layer checks)
+    if (stochastic_state_rounding_ && rule_states > 0 && format != StateFormat::kBFloat16)
+      throw ArgValueError("params[" + std::to_string(i) + "]: stochastic state rounding is " +
+                          "for bfloat16 state");
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group ||
                                     plans_[plan].state_format != format))
@@ -160,6 +168,7 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups,
     if (plan == plans_.size()) {
       plans_.push_back(
           cpu::StepPlan{rule_, dtype, nesterov_, stochastic_rounding_, format, {}, {}});
+      plans_.back().stochastic_state_rounding = stochastic_state_rounding_;
       plan_group_.push_back(group);
     }
     cpu::TensorSlot slot{reinterpret_cast<void*>(params.arrays[i].ptr),

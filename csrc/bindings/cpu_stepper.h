@@ -38,11 +38,13 @@ class CpuStepper {
   // optionally the master weights (state name kMasterState).
   // groups: the parameter group of each param (None: one group), numbered 0..G-1.
   // stochastic_rounding: round the 16-bit params stochastically (keyed by t and param index).
+  // stochastic_state_rounding: the same for bfloat16 states (keyed by t, param and state).
   // scales: None, or one list per rule state: the float32 block absmax array of each uint8
   // (8-bit compact) state array, None for the others (bfloat16 state needs none).
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,
              const std::vector<std::string>& state_names, const py::object& groups,
-             bool stochastic_rounding = false, const py::object& scales = py::none());
+             bool stochastic_rounding = false, bool stochastic_state_rounding = false,
+             const py::object& scales = py::none());
 
   // A stepper applying Lasagne's (Nesterov) momentum on top of this one's rule: it shares
   // this stepper's core (t, rule hyperparameters, lock) and state arrays. velocity: one
@@ -77,7 +79,8 @@ class CpuStepper {
   std::shared_ptr<StepperCore> core_;
   RuleId rule_ = RuleId::kSgd;
   bool nesterov_ = false;
-  bool stochastic_rounding_ = false;  // 16-bit params without master weights only
+  bool stochastic_rounding_ = false;        // 16-bit params without master weights only
+  bool stochastic_state_rounding_ = false;  // bfloat16 state only
   bool has_velocity_ = false;
   size_t num_groups_ = 1;
   std::vector<uint32_t> group_of_;  // param i -> its group

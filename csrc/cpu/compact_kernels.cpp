@@ -80,6 +80,17 @@ template <StateFormat F, class Rule>
   }
 }
 
+// bfloat16 state rounded stochastically: uniform random bits below bfloat16's last place are
+// added to each state's new values (elements at.. of the tensor) and cut off, so that the
+// narrowing in store_states then keeps them exactly.
+template <class Rule>
+void perturb_states(float (*tile)[kQuantBlock], int64_t w, double step, uint32_t index,
+                    int64_t at) {
+  for (int j = 0; j < Rule::kNumStates; ++j)
+    perturb_for_stochastic_rounding<true>(
+        tile[j], w, StochasticRounding{state_rounding_key(step, index, j), at});
+}
+
 template <StateFormat F, class Rule, int j = 0>
 [[gnu::always_inline]] inline void store_states(const CompactState<F>* states, int64_t at,
                                                 const float (*tile)[kQuantBlock], int64_t w) {
@@ -92,7 +103,8 @@ template <StateFormat F, class Rule, int j = 0>
 // Elements [lo, hi) of one tensor; lo is a multiple of kQuantBlock (the caller aligns pieces).
 template <StateFormat F, class S, class Rule>
 void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const TensorSlot& slot,
-                         int64_t lo, int64_t hi, bool stochastic, double step) {
+                         int64_t lo, int64_t hi, bool stochastic, bool stochastic_state,
+                         double step) {
   constexpr int K = Rule::kNumStates;
   using Raw = typename CompactState<F>::Raw;
   CompactState<F> states[K > 0 ? K : 1];
@@ -171,11 +183,15 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   } else {
     for (; i + kQuantBlock <= hi; i += kQuantBlock) {
       update_plain_tile(i, kFull, tile);
+      if (F == StateFormat::kBFloat16 && stochastic_state)
+        perturb_states<Rule>(tile, kQuantBlock, step, slot.index, i);
       store_states<F, Rule>(states, i, tile, kQuantBlock);
     }
   }
   if (i < hi) {
     update_plain_tile(i, hi - i, tile);
+    if (F == StateFormat::kBFloat16 && stochastic_state)
+      perturb_states<Rule>(tile, hi - i, step, slot.index, i);
     store_states<F, Rule>(states, i, tile, hi - i);
   }
 }
@@ -197,13 +213,14 @@ void apply_compact_typed(const StepPlan& plan, int num_threads) {
       if (lo >= hi) return;
     }
     const bool sr = plan.stochastic_rounding;
+    const bool ssr = plan.stochastic_state_rounding;
     const double step = plan.hyper.step;
     if (!slot.with_momentum)
-      apply_piece_compact<F, S>(plain, scalars, slot, lo, hi, sr, step);
+      apply_piece_compact<F, S>(plain, scalars, slot, lo, hi, sr, ssr, step);
     else if (plan.nesterov)
-      apply_piece_compact<F, S>(nesterov, scalars, slot, lo, hi, sr, step);
+      apply_piece_compact<F, S>(nesterov, scalars, slot, lo, hi, sr, ssr, step);
     else
-      apply_piece_compact<F, S>(heavy_ball, scalars, slot, lo, hi, sr, step);
+      apply_piece_compact<F, S>(heavy_ball, scalars, slot, lo, hi, sr, ssr, step);
   });
 }
 

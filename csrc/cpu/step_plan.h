@@ -30,6 +30,9 @@ struct StepPlan {
   StateFormat state_format;  // of every tensor of the plan (float16/32 and bfloat16 params)
   HyperParams hyper;         // grad_scale is filled by the backend when clipping
   std::vector<TensorSlot> tensors;
+  // kBFloat16 state: round the new state stochastically instead of to nearest even (keyed by
+  // the step, the param's index and the state's index)
+  bool stochastic_state_rounding = false;
 };
 
 // A read-only or written list of equally typed arrays (norm reductions and scaling).

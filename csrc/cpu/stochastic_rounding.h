@@ -34,6 +34,13 @@ inline uint32_t rounding_key(double step, uint32_t tensor_index) {
   return mix32(mix32(static_cast<uint32_t>(step)) ^ (tensor_index * 0x9e3779b9u));
 }
 
+// The key of state j of one tensor in one step (bfloat16 state): a stream of its own, apart
+// from the param's (rounding_key) and from the tensor's other states.
+inline uint32_t state_rounding_key(double step, uint32_t tensor_index, int state_index) {
+  return mix32(rounding_key(step, tensor_index) ^
+               (static_cast<uint32_t>(state_index + 1) * 0x85ebca6bu));
+}
+
 // Where the random bits of a piece of a tensor start: its key and its first element's index.
 struct StochasticRounding {
   uint32_t key;

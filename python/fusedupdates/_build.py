@@ -12,7 +12,13 @@ from ._compact import SCALES, allocate, check_state_dtype
 from ._dispatch import as_list, backend_for
 from ._groups import parse_param_groups
 from ._hyper import check_hyper, native_fields
-from ._precision import MASTER, check_master_weights, check_rounding, state_dtype
+from ._precision import (
+    MASTER,
+    check_master_weights,
+    check_rounding,
+    check_state_rounding,
+    state_dtype,
+)
 from ._rules import RuleSpec
 from .updaters import Updater
 
@@ -44,6 +50,7 @@ class _Shared:
         master_weights: Any = False,
         rounding: Any = "nearest",
         compact: Any = None,
+        state_rounding: Any = "nearest",
     ):
         if not params:
             raise ValueError(
@@ -61,6 +68,8 @@ class _Shared:
         stochastic = check_rounding(rounding, params, self.master_weights, on_gpu)
         self.rounding = rounding
         self.state_dtype = check_state_dtype(compact, params, on_gpu)
+        stochastic_state = check_state_rounding(state_rounding, self.state_dtype, on_gpu)
+        self.state_rounding = state_rounding
         self.state, self.scales = {}, {}
         for name in spec.state_names:
             self.state[name], self.scales[name] = self.allocate()
@@ -72,6 +81,8 @@ class _Shared:
         extra = {"groups": list(group_of)} if len(groups) > 1 else {}
         if stochastic:  # keyword only when used: the CUDA stepper does not take it
             extra["stochastic_rounding"] = True
+        if stochastic_state:  # likewise
+            extra["stochastic_state_rounding"] = True
         if self.state_dtype == "int8":
             extra["scales"] = [list(self.scales[n]) for n in spec.state_names]
         self.stepper = self.backend.make_stepper(
@@ -124,6 +135,7 @@ def make_updater(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     """Build a rule updater after checking its hyperparameters and parameters."""
     if not isinstance(decoupled_weight_decay, (bool, np.bool_)):
@@ -150,6 +162,7 @@ def make_updater(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
     return Updater(shared, shared.stepper, None)
 

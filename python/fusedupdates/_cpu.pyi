@@ -25,6 +25,7 @@ class Stepper:
         groups: Sequence[int] | None = None,
         *,
         stochastic_rounding: bool = False,
+        stochastic_state_rounding: bool = False,
         scales: Sequence[Sequence[np.ndarray | None]] | None = None,
     ) -> None: ...
     def with_momentum(

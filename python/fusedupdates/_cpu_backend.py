@@ -20,13 +20,15 @@ def make_stepper(
     *,
     functional: bool = False,
     stochastic_rounding: bool = False,
+    stochastic_state_rounding: bool = False,
     scales: list | None = None,
 ) -> _cpu.Stepper:
     """The native stepper of one updater: validates params and states once, owns ``t`` and
     each parameter group's hyperparameters (``groups``: the group index of each param).
     ``functional`` only matters on the GPU (how a captured CUDA graph treats ``t``);
-    ``stochastic_rounding`` rounds 16-bit params stochastically and ``scales`` holds the
-    block scales of 8-bit states."""
+    ``stochastic_rounding`` rounds 16-bit params stochastically,
+    ``stochastic_state_rounding`` bfloat16 states, and ``scales`` holds the block scales of
+    8-bit states."""
     return _cpu.Stepper(
         rule_id,
         params,
@@ -34,6 +36,7 @@ def make_stepper(
         state_names,
         groups,
         stochastic_rounding=stochastic_rounding,
+        stochastic_state_rounding=stochastic_state_rounding,
         scales=scales,
     )
 

@@ -81,6 +81,7 @@ def sgd(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate}
     return make_updater(
@@ -92,6 +93,7 @@ def sgd(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
 
 
@@ -130,6 +132,7 @@ def momentum(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -140,6 +143,7 @@ def momentum(
         master_weights=master_weights,
         rounding=rounding,
         state_dtype=state_dtype,
+        state_rounding=state_rounding,
     )
     return _set_group_momentum(apply_momentum(inner, momentum=momentum), group_momentum)
 
@@ -179,6 +183,7 @@ def nesterov_momentum(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     params, group_momentum = _split_group_momentum(params)
     inner = sgd(
@@ -189,6 +194,7 @@ def nesterov_momentum(
         master_weights=master_weights,
         rounding=rounding,
         state_dtype=state_dtype,
+        state_rounding=state_rounding,
     )
     return _set_group_momentum(apply_nesterov_momentum(inner, momentum=momentum), group_momentum)
 
@@ -226,6 +232,7 @@ def adagrad(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "epsilon": epsilon}
     return make_updater(
@@ -237,6 +244,7 @@ def adagrad(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
 
 
@@ -276,6 +284,7 @@ def rmsprop(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
@@ -287,6 +296,7 @@ def rmsprop(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
 
 
@@ -329,6 +339,7 @@ def adadelta(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "rho": rho, "epsilon": epsilon}
     return make_updater(
@@ -340,4 +351,5 @@ def adadelta(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )

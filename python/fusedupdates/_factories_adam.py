@@ -54,6 +54,7 @@ def adam(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
@@ -65,6 +66,7 @@ def adam(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
 
 
@@ -100,6 +102,7 @@ def adamax(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
@@ -111,6 +114,7 @@ def adamax(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )
 
 
@@ -143,6 +147,7 @@ def amsgrad(
     master_weights: bool = False,
     rounding: str = "nearest",
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> Updater:
     hyper = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
     return make_updater(
@@ -154,4 +159,5 @@ def amsgrad(
         master_weights,
         rounding,
         state_dtype,
+        state_rounding,
     )

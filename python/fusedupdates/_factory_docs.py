@@ -34,7 +34,17 @@ _DECAY_DOC = """weight_decay : float, optional
         per 128 elements (state ``<name>_absmax``) for params of 4096 elements or more,
         float32 below: ~16 B per element for adam and 25.8% of the float32 state memory. See
         :mod:`fusedupdates.reference_compact` for the code and
-        :func:`fusedupdates.convert_state_dict` for float32 checkpoints."""
+        :func:`fusedupdates.convert_state_dict` for float32 checkpoints.
+    state_rounding : {"nearest", "stochastic"}, optional
+        With ``state_dtype="bfloat16"`` (NumPy only): how the new state is rounded to
+        bfloat16 after each step, to nearest even (default) or stochastically (up with
+        probability equal to the distance from the value below, the random bits a hash of
+        (t, param index, state, element index)). Rounded to nearest, a second moment can
+        only grow when ``beta2 > 0.998``: a step lowers it by at most ``(1 - beta2) v``,
+        under half a bfloat16 place (``2^-9 v``), so decreases are lost while large
+        ``g^2`` still raise it (adam's ``v`` ended 2x its float32 value after 10000 steps of
+        N(0, 1) grads at beta2 = 0.999); stochastic rounding keeps it right on average, for
+        the cost of a hash per state element (``bench/state_rounding.py``)."""
 
 
 def _doc(text: str) -> Any:

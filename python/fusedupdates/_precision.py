@@ -72,3 +72,22 @@ def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bo
         )
     _require_16bit(params, "rounding='stochastic'")
     return True
+
+
+def check_state_rounding(state_rounding: Any, state_dtype: Any, on_gpu: bool) -> bool:
+    """Validate the ``state_rounding`` keyword; True for stochastic rounding of the state."""
+    if not isinstance(state_rounding, str):
+        raise TypeError(f"state_rounding must be a str, got {type(state_rounding).__name__}")
+    if state_rounding not in ROUNDINGS:
+        raise ValueError(f"state_rounding must be one of {ROUNDINGS}, got {state_rounding!r}")
+    if state_rounding == "nearest":
+        return False
+    if state_dtype != "bfloat16":
+        raise ValueError(
+            f"state_rounding='stochastic' is for state_dtype='bfloat16', not {state_dtype!r}"
+        )
+    if on_gpu:
+        raise ValueError(
+            "state_rounding='stochastic' is not supported for CuPy arrays yet (CPU only)"
+        )
+    return True

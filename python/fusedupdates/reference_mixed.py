@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["round_to_storage", "stochastic_round", "storage_step"]
+__all__ = ["round_to_storage", "stochastic_round", "stochastic_round_state", "storage_step"]
 
 
 def round_to_storage(x: Any, dtype: Any) -> np.ndarray:
@@ -79,14 +79,39 @@ def stochastic_round(x: Any, dtype: Any, step: int, index: int) -> np.ndarray:
     numpy.ndarray
         The rounded values, in float64.
     """
-    dtype = np.dtype(dtype)
+    return _stochastic_round_keyed(x, dtype, _rounding_key(step, index))
+
+
+def stochastic_round_state(x: Any, step: int, index: int, state_index: int) -> np.ndarray:
+    """``x`` rounded stochastically to bfloat16 as the kernel rounds state ``state_index``
+    (the rule's states in order, then the velocity) of param ``index`` at step ``t = step``
+    under ``state_rounding="stochastic"``: as :func:`stochastic_round`, with a key of its own.
+
+    Returns
+    -------
+    numpy.ndarray
+        The rounded values (exactly bfloat16 values), in float64.
+    """
+    salt = np.uint32(((state_index + 1) * 0x85EBCA6B) & 0xFFFFFFFF)
+    key = _mix32(np.array([_rounding_key(step, index) ^ salt]))[0]
+    return _stochastic_round_keyed(x, None, key)
+
+
+def _rounding_key(step: int, index: int) -> np.uint32:
+    """The kernel's rounding_key: the generator key of one tensor in one step."""
+    key = _mix32(np.array([step], np.uint64).astype(np.uint32))[0]
+    return _mix32(np.array([key ^ np.uint32((index * 0x9E3779B9) & 0xFFFFFFFF)]))[0]
+
+
+def _stochastic_round_keyed(x: Any, dtype: Any, key: np.uint32) -> np.ndarray:
+    """stochastic_round with the generator key given; ``dtype`` None: bfloat16 (the bits are
+    cut, the result returned without needing ml_dtypes)."""
+    bfloat16 = dtype is None or (np.dtype(dtype).itemsize == 2 and np.dtype(dtype) != np.float16)
     x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float64).astype(np.float32)).reshape(-1)
     u = x32.view(np.uint32).copy()
-    key = _mix32(np.array([step], np.uint64).astype(np.uint32))[0]
-    key = _mix32(np.array([key ^ np.uint32((index * 0x9E3779B9) & 0xFFFFFFFF)]))[0]
     r = _mix32(key ^ np.arange(u.size, dtype=np.uint64).astype(np.uint32))
     exponent = (u >> np.uint32(23)) & np.uint32(0xFF)
-    if dtype.itemsize == 2 and dtype != np.float16:  # bfloat16: drop 16 bits
+    if bfloat16:  # drop 16 bits
         out = (u + (r & np.uint32(0xFFFF))) & np.uint32(0xFFFF0000)
     else:
         below_normal = np.where(exponent < 113, 113 - exponent.astype(np.int64), 0)
@@ -100,6 +125,8 @@ def stochastic_round(x: Any, dtype: Any, step: int, index: int) -> np.ndarray:
         tiny_out = (u & np.uint32(0x80000000)) | np.where(up, 0x33800000, 0).astype(np.uint32)
         out = np.where(tiny, tiny_out, out)
     out = np.where(exponent == 0xFF, u, out).astype(np.uint32)  # Inf, NaN unchanged
+    if dtype is None:  # a bfloat16 value already (Inf exactly; NaN stays NaN)
+        return out.view(np.float32).astype(np.float64).reshape(np.shape(x))
     rounded = out.view(np.float32).astype(dtype).astype(np.float64)
     return rounded.reshape(np.shape(x))
 

@@ -168,6 +168,11 @@ class Updater:
         return self._shared.rounding
 
     @property
+    def state_rounding(self) -> str:
+        """How bfloat16 state is rounded: ``"nearest"`` (even) or ``"stochastic"``."""
+        return self._shared.state_rounding
+
+    @property
     def hyperparameters(self) -> dict[str, float]:
         """The hyperparameters (with several groups: those every group shares)."""
         groups = self._group_values()
@@ -352,6 +357,8 @@ class Updater:
         recipe = (shared.spec.name, shared.decoupled, covered, self._nesterov, master, rounding)
         if shared.state_dtype is not None:
             recipe += (shared.state_dtype,)
+        if shared.state_rounding != "nearest":
+            recipe += (shared.state_rounding,)
         groups = [
             {"params": [shared.params[i] for i in indices], **values}
             for indices, values in zip(self._group_indices(), shared.groups)
@@ -364,12 +371,13 @@ def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     from ._build import make_updater, with_momentum  # _build imports this module
 
     name, decoupled, covered, nesterov, *newer = recipe
-    newer += [False, "nearest", None][len(newer) :]  # pickled before these options existed
-    master_weights, rounding, state_dtype = newer
+    newer += [False, "nearest", None, "nearest"][len(newer) :]  # pickled before these existed
+    master_weights, rounding, state_dtype, state_rounding = newer
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
     upd = make_updater(
-        spec, groups, defaults, 0.0, decoupled, master_weights, rounding, state_dtype
+        spec, groups, defaults, 0.0, decoupled, master_weights, rounding, state_dtype,
+        state_rounding,
     )
     if covered is not None:
         params = upd.params
