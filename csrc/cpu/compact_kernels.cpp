@@ -87,8 +87,7 @@ template <class Rule>
 void perturb_states(float (*tile)[kQuantBlock], int64_t w, double step, uint32_t index,
                     int64_t at) {
   for (int j = 0; j < Rule::kNumStates; ++j)
-    perturb_for_stochastic_rounding<true>(
-        tile[j], w, StochasticRounding{state_rounding_key(step, index, j), at});
+    perturb_bfloat16_block(tile[j], w, state_rounding_key(step, index, j), at);
 }
 
 template <StateFormat F, class Rule, int j = 0>
@@ -205,9 +204,10 @@ void apply_compact_typed(const StepPlan& plan, int num_threads) {
   const ElementRanges ranges(plan.tensors.size(), [&](size_t i) { return plan.tensors[i].numel; });
   ranges.parallel_for_pieces(num_threads, [&](size_t t, int64_t lo, int64_t hi) {
     const TensorSlot& slot = plan.tensors[t];
-    if constexpr (F == StateFormat::kInt8) {
+    if (F == StateFormat::kInt8 || plan.stochastic_state_rounding) {
       // A block belongs to one thread: both ends of a piece move down to a block boundary
-      // (the tensor's end excepted), the same way on either side of every boundary.
+      // (the tensor's end excepted), the same way on either side of every boundary. (For
+      // stochastically rounded bfloat16 state too: its random bits come per 128 elements.)
       lo -= lo % kQuantBlock;
       if (hi != slot.numel) hi -= hi % kQuantBlock;
       if (lo >= hi) return;

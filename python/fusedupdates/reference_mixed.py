@@ -85,7 +85,11 @@ def stochastic_round(x: Any, dtype: Any, step: int, index: int) -> np.ndarray:
 def stochastic_round_state(x: Any, step: int, index: int, state_index: int) -> np.ndarray:
     """``x`` rounded stochastically to bfloat16 as the kernel rounds state ``state_index``
     (the rule's states in order, then the velocity) of param ``index`` at step ``t = step``
-    under ``state_rounding="stochastic"``: as :func:`stochastic_round`, with a key of its own.
+    under ``state_rounding="stochastic"``.
+
+    As :func:`stochastic_round` for bfloat16, with a key of its own and 16 random bits per
+    element: one hash serves two elements, element ``i < 64`` of each 128-element block ``b``
+    taking the low half of ``mix32(key ^ (64 b + i))`` and element ``i + 64`` the high half.
 
     Returns
     -------
@@ -94,7 +98,14 @@ def stochastic_round_state(x: Any, step: int, index: int, state_index: int) -> n
     """
     salt = np.uint32(((state_index + 1) * 0x85EBCA6B) & 0xFFFFFFFF)
     key = _mix32(np.array([_rounding_key(step, index) ^ salt]))[0]
-    return _stochastic_round_keyed(x, None, key)
+    x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float64).astype(np.float32)).reshape(-1)
+    u = x32.view(np.uint32).copy()
+    e = np.arange(u.size, dtype=np.int64)
+    h = _mix32(key ^ ((e >> 7) * 64 + (e & 63)).astype(np.uint32))
+    random16 = np.where(e & 64, h >> np.uint32(16), h & np.uint32(0xFFFF)).astype(np.uint32)
+    out = (u + random16) & np.uint32(0xFFFF0000)
+    out = np.where(((u >> np.uint32(23)) & np.uint32(0xFF)) == 0xFF, u, out).astype(np.uint32)
+    return out.view(np.float32).astype(np.float64).reshape(np.shape(x))  # NaN stays NaN
 
 
 def _rounding_key(step: int, index: int) -> np.uint32:
@@ -104,9 +115,9 @@ def _rounding_key(step: int, index: int) -> np.uint32:
 
 
 def _stochastic_round_keyed(x: Any, dtype: Any, key: np.uint32) -> np.ndarray:
-    """stochastic_round with the generator key given; ``dtype`` None: bfloat16 (the bits are
-    cut, the result returned without needing ml_dtypes)."""
-    bfloat16 = dtype is None or (np.dtype(dtype).itemsize == 2 and np.dtype(dtype) != np.float16)
+    """stochastic_round with the generator key given."""
+    dtype = np.dtype(dtype)
+    bfloat16 = dtype.itemsize == 2 and dtype != np.float16
     x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float64).astype(np.float32)).reshape(-1)
     u = x32.view(np.uint32).copy()
     r = _mix32(key ^ np.arange(u.size, dtype=np.uint64).astype(np.uint32))
@@ -125,8 +136,6 @@ def _stochastic_round_keyed(x: Any, dtype: Any, key: np.uint32) -> np.ndarray:
         tiny_out = (u & np.uint32(0x80000000)) | np.where(up, 0x33800000, 0).astype(np.uint32)
         out = np.where(tiny, tiny_out, out)
     out = np.where(exponent == 0xFF, u, out).astype(np.uint32)  # Inf, NaN unchanged
-    if dtype is None:  # a bfloat16 value already (Inf exactly; NaN stays NaN)
-        return out.view(np.float32).astype(np.float64).reshape(np.shape(x))
     rounded = out.view(np.float32).astype(dtype).astype(np.float64)
     return rounded.reshape(np.shape(x))
 

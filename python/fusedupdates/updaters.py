@@ -376,7 +376,14 @@ def _rebuild(groups: list, recipe: tuple, state_dict: dict) -> Updater:
     spec = SPECS[name]
     defaults = {k: v for k, v in groups[0].items() if k in spec.defaults}
     upd = make_updater(
-        spec, groups, defaults, 0.0, decoupled, master_weights, rounding, state_dtype,
+        spec,
+        groups,
+        defaults,
+        0.0,
+        decoupled,
+        master_weights,
+        rounding,
+        state_dtype,
         state_rounding,
     )
     if covered is not None:
