@@ -196,7 +196,8 @@ def report(one: dict, two: dict, reps: int, state_dtype: str) -> str:
         f"# fusedupdates.distributed on {os.cpu_count()} cores, "
         f"{datetime.date.today().isoformat()}",
         "",
-        f"- **command**: python -m bench.distributed ({reps} timed steps per row, medians "
+        f"- **command**: python -m bench.distributed --state-dtype {state_dtype} ({reps} timed "
+        "steps per row, medians "
         "[min – max] of the slowest rank's step time; a barrier before each step)",
         f"- **machine**: {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"logical cores, {platform.system()}; MPICH from its PyPI wheel, shared memory",
