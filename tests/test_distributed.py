@@ -15,8 +15,7 @@ import fusedupdates as fu
 import fusedupdates.distributed as fud
 import numpy as np
 import pytest
-from _mpi import find_mpiexec, mpi_skip_reason, run_mpi
-from fusedupdates.distributed import Transport
+from _mpi import Loopback, find_mpiexec, mpi_skip_reason, run_mpi
 
 PARITY_CASES = 127  # 13 rules x 4 dtype sets x 2 max_norms, 18 views/normal, 3 edge, 2 buffers
 
@@ -81,25 +80,6 @@ def test_demo_distributed_matches_one_process(tmp_path, state_dtype):
         for out in (one, two)
     ]
     assert rows[0] and rows[0] == rows[1], (one.stdout, two.stdout)
-
-
-class Loopback(Transport):
-    """One rank, no MPI: every collective is a copy. Runs the whole algorithm in process."""
-
-    xp = np
-    rank, size = 0, 1
-
-    def reduce_scatter_sum(self, send, recv):
-        recv[...] = send
-
-    def allgather_inplace(self, flat):
-        pass
-
-    def allgather(self, send, recv):
-        recv[...] = send
-
-    def allreduce_sum(self, buf):
-        pass
 
 
 @pytest.mark.parametrize("max_norm", [None, 0.5])

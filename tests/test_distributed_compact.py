@@ -10,8 +10,7 @@ import fusedupdates as fu
 import fusedupdates.distributed as fud
 import numpy as np
 import pytest
-from _mpi import run_mpi
-from fusedupdates.distributed import Transport
+from _mpi import Loopback, run_mpi
 from fusedupdates.distributed._layout import plan_buckets
 
 pytest.importorskip("ml_dtypes")
@@ -20,25 +19,6 @@ QB = fu.reference_compact.QUANT_BLOCK
 # 8-bit blocks: 4489 and 4290 elements end in partial blocks; the small ones keep float32 state
 SHAPES = [(67, 67), (5,), (4096,), (1,), (0,), (33, 130)]
 COMPACT_CASES = 60  # tests/mpi_scripts/compact.py: 7 rules x 2 storages x 2 layouts x 2 kinds + 4
-
-
-class Loopback(Transport):
-    """One rank, no MPI: every collective is a copy."""
-
-    xp = np
-    rank, size = 0, 1
-
-    def reduce_scatter_sum(self, send, recv):
-        recv[...] = send
-
-    def allgather_inplace(self, flat):
-        pass
-
-    def allgather(self, send, recv):
-        recv[...] = send
-
-    def allreduce_sum(self, buf):
-        pass
 
 
 def _params(seed=0, dtypes=None):

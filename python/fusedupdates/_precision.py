@@ -55,13 +55,18 @@ def _require_16bit(params: list, option: str, hint: str = "") -> None:
 ROUNDINGS = ("nearest", "stochastic")
 
 
+def _is_stochastic(keyword: str, value: Any) -> bool:
+    """``value`` of a rounding keyword, checked: True for "stochastic", False for "nearest"."""
+    if not isinstance(value, str):
+        raise TypeError(f"{keyword} must be a str, got {type(value).__name__}")
+    if value not in ROUNDINGS:
+        raise ValueError(f"{keyword} must be one of {ROUNDINGS}, got {value!r}")
+    return value == "stochastic"
+
+
 def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bool) -> bool:
     """Validate the ``rounding`` keyword; True for stochastic rounding."""
-    if not isinstance(rounding, str):
-        raise TypeError(f"rounding must be a str, got {type(rounding).__name__}")
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    if rounding == "nearest":
+    if not _is_stochastic("rounding", rounding):
         return False
     if on_gpu:
         raise ValueError("rounding='stochastic' is not supported for CuPy arrays yet (CPU only)")
@@ -76,11 +81,7 @@ def check_rounding(rounding: Any, params: list, master_weights: bool, on_gpu: bo
 
 def check_state_rounding(state_rounding: Any, state_dtype: Any, on_gpu: bool) -> bool:
     """Validate the ``state_rounding`` keyword; True for stochastic rounding of the state."""
-    if not isinstance(state_rounding, str):
-        raise TypeError(f"state_rounding must be a str, got {type(state_rounding).__name__}")
-    if state_rounding not in ROUNDINGS:
-        raise ValueError(f"state_rounding must be one of {ROUNDINGS}, got {state_rounding!r}")
-    if state_rounding == "nearest":
+    if not _is_stochastic("state_rounding", state_rounding):
         return False
     if state_dtype != "bfloat16":
         raise ValueError(

@@ -16,7 +16,18 @@ from pathlib import Path
 import fusedupdates as fu
 import fusedupdates.distributed as fud
 import numpy as np
-from _common import COMM, RANK, RULES, SIZE, Recorder, assert_close, run, same_everywhere
+from _common import (
+    COMM,
+    RANK,
+    RULES,
+    SIZE,
+    Recorder,
+    assert_close,
+    averaged,
+    rank_grads,
+    run,
+    same_everywhere,
+)
 
 # the large ones end in partial 8-bit blocks; the small ones keep float32 state
 SHAPES = [(67, 67), (5,), (4096,), (1,), (0,), (33, 130)]
@@ -27,25 +38,6 @@ STEPS = 3
 def params_of(dtypes: list) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.standard_normal(s).astype(d) for s, d in zip(SHAPES, dtypes)]
-
-
-def grads_of(params: list, step: int, rank: int, kind: str) -> list[np.ndarray]:
-    rng = np.random.default_rng([step, rank, 5])
-    if kind == "dyadic":  # sums exact in every order (see _common.rank_grads)
-        return [(rng.integers(-511, 512, p.shape) / 256).astype(p.dtype) for p in params]
-    return [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
-
-
-def mean_of(params: list, step: int, kind: str) -> list[np.ndarray]:
-    """The sum over ranks in rank order times 1/size, as the sharded step scales it."""
-    every = [grads_of(params, step, r, kind) for r in range(SIZE)]
-    out = []
-    for i, p in enumerate(params):
-        total = every[0][i].copy()
-        for r in range(1, SIZE):
-            total = total + every[r][i]
-        out.append(total * p.dtype.type(1.0 / SIZE))
-    return out
 
 
 def compare(upd, ref, params, ref_params, exact: bool, case: str) -> None:
@@ -83,8 +75,8 @@ def run_case(rec: Recorder, rule: str, storage: str, views: bool, kind: str, dty
     assert upd.uses_views == views
     ref = factory(ref_params, state_dtype=storage, **hyper)
     for step in range(STEPS):
-        upd.step(grads_of(params, step, RANK, kind))
-        ref.step(mean_of(params, step, kind))
+        upd.step(rank_grads(params, step, RANK, kind))
+        ref.step(averaged(params, step, SIZE, kind))
     exact = SIZE <= 2 or (kind == "dyadic" and np.float16 not in dtypes)
     case = f"{rule}/{storage}/views={views}/{kind}"
     compare(upd, ref, params, ref_params, exact, case)
@@ -98,13 +90,13 @@ def run_resume_case(rec: Recorder, storage: str) -> None:
     ref_params = params_of([np.float32] * len(SHAPES))
     ref = factory(ref_params, state_dtype=storage, **hyper)
     for step in range(2):
-        ref.step(mean_of(ref_params, step, "dyadic"))
+        ref.step(averaged(ref_params, step, SIZE, "dyadic"))
     params = fud.allocate_params(ref_params, COMM, state_dtype=storage)
     upd = fud.sharded(factory, params, COMM, state_dtype=storage, **hyper)
     upd.load_state_dict(ref.state_dict())
     for step in range(2, 4):
-        upd.step(grads_of(params, step, RANK, "dyadic"))
-        ref.step(mean_of(ref_params, step, "dyadic"))
+        upd.step(rank_grads(params, step, RANK, "dyadic"))
+        ref.step(averaged(ref_params, step, SIZE, "dyadic"))
     compare(upd, ref, params, ref_params, True, f"resume/{storage}")
     rec.passed(f"resume/{storage}/from-one-process")
 
@@ -115,7 +107,7 @@ def run_file_case(rec: Recorder) -> None:
     params = params_of([np.float32] * len(SHAPES))
     upd = fud.sharded(factory, params, COMM, state_dtype="int8", **hyper)
     for step in range(2):
-        upd.step(grads_of(params, step, RANK, "dyadic"))
+        upd.step(rank_grads(params, step, RANK, "dyadic"))
     folder = COMM.bcast(tempfile.mkdtemp() if RANK == 0 else None)
     path = Path(folder) / "amsgrad-int8.npz"
     upd.save(path)
