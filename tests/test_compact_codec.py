@@ -4,10 +4,14 @@ too small for a scale, partial blocks)."""
 
 from __future__ import annotations
 
+import importlib
+
 import fusedupdates as fu
 import numpy as np
 import pytest
 from _compact_support import RC
+
+RM = importlib.import_module("_fusedupdates_source.reference_mixed")
 
 _cpu = fu._cpu
 BLOCK = RC.QUANT_BLOCK
@@ -124,13 +128,16 @@ import numpy as np
 import fusedupdates as fu
 from fusedupdates import _cpu
 data = json.load(sys.stdin)
-out = {"simd": fu.build_info()["simd"], "codes": {}, "absmax": {}, "back": {}}
+out = {"simd": fu.build_info()["simd"], "codes": {}, "absmax": {}, "back": {}, "stochastic": {}}
 for signed in (True, False):
     key = str(signed)
     x = np.array(data["x"][key], np.float32)
     codes = np.empty(x.size, np.uint8)
     absmax = np.empty(-(-x.size // _cpu.QUANT_BLOCK), np.float32)
     _cpu.quantize_blockwise(x, codes, absmax, signed)
+    rounded = np.empty(x.size, np.uint8)
+    _cpu.quantize_blockwise(x, rounded, absmax, signed, stochastic=(9, 4, 2))
+    out["stochastic"][key] = rounded.tolist()
     any_codes = np.array(data["any_codes"], np.uint8)
     scales = np.array(data["scales"], np.float32)
     back = np.empty(any_codes.size, np.float32)
@@ -178,7 +185,8 @@ def _isa_inputs(rng):
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2", "avx512", "avx512_bf16"])
 def test_every_instruction_set_codes_like_the_reference(rng, simd):
-    """The AVX-512 block codec and the element-wise loops give the reference's bytes."""
+    """The AVX-512 and AVX2 block codecs and the element-wise loops give the reference's
+    bytes, rounded to nearest and stochastically."""
     import json
     import os
     import subprocess
@@ -204,6 +212,9 @@ def test_every_instruction_set_codes_like_the_reference(rng, simd):
             np.array(inputs["x"][key], np.float32), signed
         )
         np.testing.assert_array_equal(np.array(out["codes"][key], np.uint8), want_codes)
+        x = np.array(inputs["x"][key], np.float32)
+        want_rounded, _ = RC.quantize_blockwise(x, signed, RM.state_random_bits(x.size, 9, 4, 2))
+        np.testing.assert_array_equal(np.array(out["stochastic"][key], np.uint8), want_rounded)
         np.testing.assert_array_equal(
             np.array(out["absmax"][key], np.uint32), want_absmax.view(np.uint32)
         )

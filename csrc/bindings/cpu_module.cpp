@@ -118,8 +118,35 @@ ArrayDesc one_array(const py::handle& obj, const char* name, DType dtype, int64_
 
 // x (float32) <-> 8-bit codes (uint8) and one float32 absmax per kQuantBlock elements, with
 // the kernels' own code (checkpoint conversion and tests). The three arrays must be disjoint.
+// stochastic: None, or (t, param index, state index), the stream of a state that the step
+// rounds stochastically (tests compare the codec with the reference's through it).
+cpu::StateRoundingStream rounding_stream(const py::object& stochastic) {
+  const auto fail = [] {
+    return ArgValueError(
+        "stochastic must be None or (t, param index, state index): "
+        "ints, 1 <= t < 2**53, 0 <= index < 2**32, 0 <= state index < 4");
+  };
+  if (!py::isinstance<py::tuple>(stochastic)) throw fail();
+  const py::tuple parts = stochastic;
+  if (parts.size() != 3) throw fail();
+  const int64_t limits[3][2] = {{1, int64_t{1} << 53}, {0, int64_t{1} << 32}, {0, 4}};
+  int64_t values[3];
+  for (size_t k = 0; k < 3; ++k) {
+    const py::object v = parts[k];
+    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v) ||
+        v < py::int_(limits[k][0]) || !(v < py::int_(limits[k][1])))
+      throw fail();
+    values[k] = v.cast<int64_t>();
+  }
+  return {static_cast<double>(values[0]), static_cast<uint32_t>(values[1]),
+          static_cast<int>(values[2])};
+}
+
 void quantize_blockwise(const py::object& x, const py::object& codes, const py::object& absmax,
-                        bool is_signed, bool forward) {
+                        bool is_signed, bool forward, const py::object& stochastic = py::none()) {
+  const bool rounded = !stochastic.is_none();
+  const cpu::StateRoundingStream stream =
+      rounded ? rounding_stream(stochastic) : cpu::StateRoundingStream{0.0, 0u, 0};
   const ArrayDesc xd = describe_numpy(x, "x", 0, false);
   const int64_t n = xd.numel;
   one_array(x, "x", DType::kFloat32, n, !forward);
@@ -137,7 +164,8 @@ void quantize_blockwise(const py::object& x, const py::object& codes, const py::
   auto* ap = reinterpret_cast<float*>(ad.ptr);
   py::gil_scoped_release release;
   if (forward)
-    cpu::kernels().quantize(xp, cp, ap, n, is_signed, cpu::num_threads());
+    cpu::kernels().quantize(xp, cp, ap, n, is_signed, cpu::num_threads(),
+                            rounded ? &stream : nullptr);
   else
     cpu::kernels().dequantize(cp, ap, xp, n, is_signed, cpu::num_threads());
 }
@@ -171,11 +199,14 @@ Built once; step(grads) checks only the grads. Internal: use the fusedupdates fa
   m.attr("QUANT_BLOCK") = kQuantBlock;
   m.def(
       "quantize_blockwise",
-      [](const py::object& x, const py::object& codes, const py::object& absmax, bool is_signed) {
-        quantize_blockwise(x, codes, absmax, is_signed, true);
+      [](const py::object& x, const py::object& codes, const py::object& absmax, bool is_signed,
+         const py::object& stochastic) {
+        quantize_blockwise(x, codes, absmax, is_signed, true, stochastic);
       },
-      py::arg("x"), py::arg("codes"), py::arg("absmax"), py::arg("signed"),
-      "x (float32) -> codes (uint8) and absmax (float32, one per QUANT_BLOCK), in place.");
+      py::arg("x"), py::arg("codes"), py::arg("absmax"), py::arg("signed"), py::kw_only(),
+      py::arg("stochastic") = py::none(),
+      "x (float32) -> codes (uint8) and absmax (float32, one per QUANT_BLOCK), in place; "
+      "stochastic=(t, param index, state index): rounded as the step rounds that state.");
   m.def(
       "dequantize_blockwise",
       [](const py::object& codes, const py::object& absmax, const py::object& out, bool is_signed) {

@@ -157,10 +157,8 @@ void CpuStepper::build(const std::vector<ArrayGroup>& groups,
     if (with_master) check_master_dtype(i, dtype);
     const uint32_t group = group_of_[i];
     const StateFormat format = state_format_of(fixed_.state_storage(i));
-    // (sgd's only state is the velocity, which the Python layer checks)
-    if (stochastic_state_rounding_ && rule_states > 0 && format != StateFormat::kBFloat16)
-      throw ArgValueError("params[" + std::to_string(i) + "]: stochastic state rounding is " +
-                          "for bfloat16 state");
+    // (stochastic_state_rounding leaves float32 states alone: the small tensors under 8-bit
+    // state keep theirs exactly; the Python layer refuses it without compact state)
     size_t plan = 0;
     while (plan < plans_.size() && (plans_[plan].dtype != dtype || plan_group_[plan] != group ||
                                     plans_[plan].state_format != format))

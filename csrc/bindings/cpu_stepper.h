@@ -38,7 +38,8 @@ class CpuStepper {
   // optionally the master weights (state name kMasterState).
   // groups: the parameter group of each param (None: one group), numbered 0..G-1.
   // stochastic_rounding: round the 16-bit params stochastically (keyed by t and param index).
-  // stochastic_state_rounding: the same for bfloat16 states (keyed by t, param and state).
+  // stochastic_state_rounding: the same for compact states, bfloat16 values and 8-bit codes
+  // (keyed by t, param and state); float32 states are left as they are.
   // scales: None, or one list per rule state: the float32 block absmax array of each uint8
   // (8-bit compact) state array, None for the others (bfloat16 state needs none).
   CpuStepper(int rule, const py::sequence& params, const py::sequence& states,

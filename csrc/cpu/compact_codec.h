@@ -30,21 +30,28 @@ template <class Code>
 }
 
 // w floats to one block of codes with the block's new absmax; returns the absmax as stored
-// (0 for a block of zeros, or of values too small for a float32 scale).
+// (0 for a block of zeros, or of values too small for a float32 scale). Rounded to nearest,
+// or (rounding not null) by the w stochastic_code_rounding addends at `rounding`.
 template <class Code>
 [[gnu::always_inline]] inline float encode_block(const float* __restrict x,
-                                                 uint8_t* __restrict codes, int64_t w) {
+                                                 uint8_t* __restrict codes, int64_t w,
+                                                 const uint32_t* __restrict rounding = nullptr) {
 #if defined(FU_COMPACT_SIMD)
   float stored;
-  if (w == kQuantBlock && encode_full_block_simd<Code>(x, codes, &stored)) return stored;
+  if (w == kQuantBlock && encode_full_block_simd<Code>(x, codes, &stored, rounding)) return stored;
 #endif
   float absmax = 0.0f;
 #pragma omp simd reduction(max : absmax)
   for (int64_t i = 0; i < w; ++i) absmax = std::max(absmax, finite_magnitude(x[i]));
   const BlockScale<Code> scale(absmax);
 #ifndef FU_NO_CODES
+  if (rounding == nullptr) {  // (a constant where inlined: one of the loops folds away)
 #pragma omp simd
-  for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
+    for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < w; ++i) codes[i] = quantize_element(x[i], scale, rounding[i]);
+  }
 #endif
   return scale.absmax;
 }
@@ -58,9 +65,10 @@ template <class Code>
 }
 
 [[gnu::always_inline]] inline float encode_block_signed(const float* x, uint8_t* codes, int64_t w,
-                                                        bool is_signed) {
-  return is_signed ? encode_block<SignedCode>(x, codes, w)
-                   : encode_block<UnsignedCode>(x, codes, w);
+                                                        bool is_signed,
+                                                        const uint32_t* rounding = nullptr) {
+  return is_signed ? encode_block<SignedCode>(x, codes, w, rounding)
+                   : encode_block<UnsignedCode>(x, codes, w, rounding);
 }
 
 // One state of one tensor in a compact format: its stored elements and (8-bit) block scales.
@@ -89,12 +97,14 @@ struct CompactState {
       return bf16_bits_to_float(raw);
     }
   }
-  // A tile of new values back into storage at element `at` (kInt8: with its new absmax).
+  // A tile of new values back into storage at element `at` (kInt8: with its new absmax, the
+  // codes rounded as encode_block's `rounding` says).
   template <bool kSigned>
-  [[gnu::always_inline]] void store(int64_t at, const float* tile, int64_t w) const {
+  [[gnu::always_inline]] void store(int64_t at, const float* tile, int64_t w,
+                                    const uint32_t* rounding = nullptr) const {
     if constexpr (F == StateFormat::kInt8) {
       using Code = std::conditional_t<kSigned, SignedCode, UnsignedCode>;
-      scales[at / kQuantBlock] = encode_block<Code>(tile, data + at, w);
+      scales[at / kQuantBlock] = encode_block<Code>(tile, data + at, w, rounding);
     } else {
       narrow(tile, reinterpret_cast<bfloat16_t*>(data + at), w);
     }

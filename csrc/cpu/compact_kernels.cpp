@@ -99,6 +99,19 @@ template <StateFormat F, class Rule, int j = 0>
   }
 }
 
+// 8-bit state rounded stochastically: each state's codes of the tile at element `at` (a block
+// start) rounded by random addends from its own stream (stochastic_rounding.h).
+template <class Rule>
+[[gnu::always_inline]] inline void store_states_rounded(
+    const CompactState<StateFormat::kInt8>* states, int64_t at, const float (*tile)[kQuantBlock],
+    int64_t w, double step, uint32_t index) {
+  alignas(64) uint32_t rounding[kQuantBlock];
+  for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
+    code_rounding_block(rounding, w, state_rounding_key(step, index, j), at);
+    states[j].template store<kSignedState<Rule, j>>(at, tile[j], w, rounding);
+  });
+}
+
 // Elements [lo, hi) of one tensor; lo is a multiple of kQuantBlock (the caller aligns pieces).
 template <StateFormat F, class S, class Rule>
 void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const TensorSlot& slot,
@@ -154,13 +167,23 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   };
   constexpr std::integral_constant<int64_t, kQuantBlock> kFull{};
   alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
+  // The new states of the tile at element i, w wide, back into storage.
+  const auto store_tile = [&](int64_t i, int64_t w) {
+    if constexpr (F == StateFormat::kInt8) {
+      if (stochastic_state) return store_states_rounded<Rule>(states, i, tile, w, step, slot.index);
+    } else if (stochastic_state) {
+      perturb_states<Rule>(tile, w, step, slot.index, i);
+    }
+    store_states<F, Rule>(states, i, tile, w);
+  };
   int64_t i = lo;
   if constexpr (F == StateFormat::kInt8 && kCompactSimd) {
 #if defined(FU_COMPACT_SIMD)
     // Full blocks software-pipelined (compact_pipeline.h): each block's codes are written
-    // while the next block is updated.
+    // while the next block is updated. (Stochastically rounded codes take the plain loop
+    // below, one block at a time: the pipeline's encoder rounds to nearest.)
     PendingBlock<Rule> blocks[2];  // the block being updated and the one before it
-    for (int cur = 0; i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
+    for (int cur = 0; !stochastic_state && i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
       PendingBlock<Rule>& now = blocks[cur];
       PendingBlock<Rule>& previous = blocks[cur ^ 1];
       update_tile(i, kQuantBlock, [&](float* pt, const float* gt) {
@@ -179,19 +202,14 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
     blocks[0].finish(states);
     blocks[1].finish(states);
 #endif
-  } else {
-    for (; i + kQuantBlock <= hi; i += kQuantBlock) {
-      update_plain_tile(i, kFull, tile);
-      if (F == StateFormat::kBFloat16 && stochastic_state)
-        perturb_states<Rule>(tile, kQuantBlock, step, slot.index, i);
-      store_states<F, Rule>(states, i, tile, kQuantBlock);
-    }
+  }
+  for (; i + kQuantBlock <= hi; i += kQuantBlock) {
+    update_plain_tile(i, kFull, tile);
+    store_tile(i, kQuantBlock);
   }
   if (i < hi) {
     update_plain_tile(i, hi - i, tile);
-    if (F == StateFormat::kBFloat16 && stochastic_state)
-      perturb_states<Rule>(tile, hi - i, step, slot.index, i);
-    store_states<F, Rule>(states, i, tile, hi - i);
+    store_tile(i, hi - i);
   }
 }
 
@@ -265,9 +283,19 @@ void for_each_block(int64_t n, int num_threads, F&& f) {
 }  // namespace
 
 void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
-              int num_threads) {
+              int num_threads, const StateRoundingStream* stochastic) {
+  const uint32_t key =
+      stochastic == nullptr
+          ? 0u
+          : state_rounding_key(stochastic->step, stochastic->tensor_index, stochastic->state_index);
   for_each_block(n, num_threads, [&](int64_t at, int64_t w, int64_t b) {
-    absmax[b] = encode_block_signed(x + at, codes + at, w, is_signed);
+    if (stochastic == nullptr) {
+      absmax[b] = encode_block_signed(x + at, codes + at, w, is_signed);
+    } else {
+      alignas(64) uint32_t rounding[kQuantBlock];
+      code_rounding_block(rounding, w, key, at);
+      absmax[b] = encode_block_signed(x + at, codes + at, w, is_signed, rounding);
+    }
   });
 }
 

@@ -37,18 +37,23 @@ static_assert(kQuantBlock % 64 == 0, "the SIMD codec works on whole 64-byte line
 }
 
 // |x| * inverse (non-negative, finite, scaled so that it is <= top) to magnitude codes as
-// TinyFloat::encode: to nearest, ties away, as int32. The offset is subtracted before the
+// TinyFloat::encode, as int32: to nearest, ties away (rounding null), or with the kLanes
+// stochastic_code_rounding addends at `rounding`. The offset is subtracted before the
 // (arithmetic) shift, which is the same as after it (it is a multiple of 2^shift); below the
 // smallest code the result is negative, which the saturating pack to bytes makes 0. No clamp
 // at kTop: the block's own absmax A scales every |x| <= A to at most fl(A * fl(1/A)) <=
-// 1 + 2^-23, which rounds to the top code itself.
+// 1 + 2^-23, which rounds to the top code itself (either addend is below 2^shift - 2).
 template <class Magnitude>
-[[gnu::always_inline]] inline Vec::I magnitude_codes(Vec::I magnitude_bits, Vec::F inverse) {
-  constexpr int32_t kRoundedOffset =
-      int32_t(1u << (Magnitude::kShift - 1)) - int32_t(Magnitude::kOffset << Magnitude::kShift);
+[[gnu::always_inline]] inline Vec::I magnitude_codes(Vec::I magnitude_bits, Vec::F inverse,
+                                                     const uint32_t* rounding) {
+  constexpr int32_t kOffsetBits = int32_t(Magnitude::kOffset << Magnitude::kShift);
   const Vec::F y = Vec::mul(Vec::as_float(magnitude_bits), inverse);
-  return Vec::shift_right_arithmetic<Magnitude::kShift>(
-      Vec::add(Vec::as_int(y), Vec::set1(kRoundedOffset)));
+  // (a null `rounding` is a constant where this is inlined: the load folds away)
+  const Vec::I addend = rounding == nullptr
+                            ? Vec::set1(int32_t(Magnitude::kNearest) - kOffsetBits)
+                            : Vec::add(Vec::load_bits(reinterpret_cast<const float*>(rounding)),
+                                       Vec::set1(-kOffsetBits));
+  return Vec::shift_right_arithmetic<Magnitude::kShift>(Vec::add(Vec::as_int(y), addend));
 }
 
 template <class Code>
@@ -80,8 +85,9 @@ struct SimdCodec<SignedCode> {
   }
   // x's sign where the magnitude code is nonzero ("-0" would read as NaN); a negative
   // (flushed) code stays negative, which the pack makes 0.
-  [[gnu::always_inline]] static Vec::I encode(Vec::I bits, Vec::I magnitude_bits, Vec::F inverse) {
-    const Vec::I c = magnitude_codes<M>(magnitude_bits, inverse);
+  [[gnu::always_inline]] static Vec::I encode(Vec::I bits, Vec::I magnitude_bits, Vec::F inverse,
+                                              const uint32_t* rounding) {
+    const Vec::I c = magnitude_codes<M>(magnitude_bits, inverse, rounding);
     return Vec::or_masked_where_nonzero(c, Vec::shift_right_logical<24>(bits), Vec::set1(0x80));
   }
 };
@@ -104,21 +110,24 @@ struct SimdCodec<UnsignedCode> {
   // so that its block reads as non-finite and takes the element-wise encoder, which stores
   // |x| as before.
   [[gnu::always_inline]] static Vec::I magnitude(Vec::I bits) { return bits; }
-  [[gnu::always_inline]] static Vec::I encode(Vec::I, Vec::I magnitude_bits, Vec::F inverse) {
-    return magnitude_codes<M>(magnitude_bits, inverse);
+  [[gnu::always_inline]] static Vec::I encode(Vec::I, Vec::I magnitude_bits, Vec::F inverse,
+                                              const uint32_t* rounding) {
+    return magnitude_codes<M>(magnitude_bits, inverse, rounding);
   }
 };
 
-// The codes of the 64 values x[0..64) under the inverse of their block's scale.
+// The codes of the 64 values x[0..64) under the inverse of their block's scale, rounded to
+// nearest (rounding null) or by the 64 addends at `rounding` (stochastic).
 template <class Code, bool kAligned = false>
 [[gnu::always_inline]] inline void encode_line(const float* __restrict x, uint8_t* __restrict codes,
-                                               Vec::F inverse) {
+                                               Vec::F inverse, const uint32_t* rounding = nullptr) {
   Vec::I c[Vec::kVectorsPerLine];
 #pragma GCC unroll 8
   for (int u = 0; u < Vec::kVectorsPerLine; ++u) {
     const Vec::I bits =
         kAligned ? Vec::load_aligned_bits(x + u * kLanes) : Vec::load_bits(x + u * kLanes);
-    c[u] = SimdCodec<Code>::encode(bits, SimdCodec<Code>::magnitude(bits), inverse);
+    c[u] = SimdCodec<Code>::encode(bits, SimdCodec<Code>::magnitude(bits), inverse,
+                                   rounding == nullptr ? nullptr : rounding + u * kLanes);
   }
   Vec::store_codes64(codes, c);
 }
@@ -151,25 +160,26 @@ template <class Code>
 }
 
 // The second half: the codes of a full block whose full_block_max_bits is below 0x7f800000,
-// under its scale's inverse.
+// under its scale's inverse (rounding: as encode_line's, for the whole block).
 template <class Code>
 [[gnu::always_inline]] inline void encode_full_block_codes(const float* __restrict x,
-                                                           uint8_t* __restrict codes,
-                                                           float inverse) {
+                                                           uint8_t* __restrict codes, float inverse,
+                                                           const uint32_t* rounding = nullptr) {
   const Vec::F inv = Vec::set1(inverse);
-  for (int q = 0; q < kQuantBlock; q += 64) encode_line<Code>(x + q, codes + q, inv);
+  for (int q = 0; q < kQuantBlock; q += 64)
+    encode_line<Code>(x + q, codes + q, inv, rounding == nullptr ? nullptr : rounding + q);
 }
 
 // Both halves at once; writes the block's absmax as stored. False (nothing written) if the
 // block holds a non-finite value.
 template <class Code>
 [[gnu::always_inline]] inline bool encode_full_block_simd(const float* __restrict x,
-                                                          uint8_t* __restrict codes,
-                                                          float* absmax) {
+                                                          uint8_t* __restrict codes, float* absmax,
+                                                          const uint32_t* rounding = nullptr) {
   const uint32_t max_bits = full_block_max_bits<Code>(x);
   if (max_bits >= 0x7f800000u) return false;
   const BlockScale<Code> scale(bits_float(max_bits));
-  encode_full_block_codes<Code>(x, codes, scale.inverse);
+  encode_full_block_codes<Code>(x, codes, scale.inverse, rounding);
   *absmax = scale.absmax;
   return true;
 }

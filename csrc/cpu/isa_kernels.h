@@ -12,7 +12,7 @@ inline namespace FU_ISA_NS {  // as in storage.h: the first declaration decides
 // compact_kernels.cpp: a plan whose state_format is kBFloat16 or kInt8.
 void apply_step_compact(const StepPlan& plan, int num_threads);
 void quantize(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
-              int num_threads);
+              int num_threads, const StateRoundingStream* stochastic);
 void dequantize(const uint8_t* codes, const float* absmax, float* x, int64_t n, bool is_signed,
                 int num_threads);
 

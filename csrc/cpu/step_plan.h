@@ -43,6 +43,14 @@ struct ArrayList {
   std::vector<int64_t> numel;
 };
 
+// The random stream of one stochastically rounded state (state_rounding="stochastic"): the
+// step t, the param's index in its updater and the state's index in its slot.
+struct StateRoundingStream {
+  double step;
+  uint32_t tensor_index;
+  int state_index;
+};
+
 // The per-ISA kernel table; one instance is compiled for each instruction set.
 struct KernelTable {
   const char* isa;
@@ -62,9 +70,10 @@ struct KernelTable {
   void (*stream)(DType dtype, void* const* rw, int n_rw, const void* const* ro, int n_ro,
                  int64_t numel, int num_threads);
   // The 8-bit blockwise code on its own (checkpoint conversion, tests): x (float32, n) to
-  // codes and one absmax per block, and back.
+  // codes and one absmax per block, and back; rounded to nearest, or (stochastic not null)
+  // as the step rounds that state's codes.
   void (*quantize)(const float* x, uint8_t* codes, float* absmax, int64_t n, bool is_signed,
-                   int num_threads);
+                   int num_threads, const StateRoundingStream* stochastic);
   void (*dequantize)(const uint8_t* codes, const float* absmax, float* x, int64_t n, bool is_signed,
                      int num_threads);
 };

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../rules/quantize.h"
+
 #ifndef FU_ISA_NS
 #error "included only by the per-instruction-set kernels (FU_ISA_NS names their namespace)"
 #endif
@@ -115,6 +117,27 @@ inline void perturb_bfloat16_block(float* __restrict x, int64_t w, uint32_t key,
     for (int64_t i = 0; i < w; ++i) {
       const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
       perturb_bfloat16_element(x, i, i < kHalf ? h & 0xffffu : h >> 16);
+    }
+  }
+}
+
+// 8-bit state (state_rounding="stochastic"): the codes' rounding addends
+// (stochastic_code_rounding) of elements [at, at + w) of a tensor, one 128-element block, from
+// the same 16 random bits per element as perturb_bfloat16_block (the same bits are in
+// reference_mixed.state_random_bits).
+inline void code_rounding_block(uint32_t* __restrict out, int64_t w, uint32_t key, int64_t at) {
+  constexpr int64_t kHalf = 64;
+  const uint32_t base = static_cast<uint32_t>(at / 2);
+  if (w == 2 * kHalf) {
+    for (int64_t i = 0; i < kHalf; ++i) {
+      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
+      out[i] = stochastic_code_rounding(h & 0xffffu);
+      out[i + kHalf] = stochastic_code_rounding(h >> 16);
+    }
+  } else {
+    for (int64_t i = 0; i < w; ++i) {
+      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
+      out[i] = stochastic_code_rounding(i < kHalf ? h & 0xffffu : h >> 16);
     }
   }
 }

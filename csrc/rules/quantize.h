@@ -87,10 +87,14 @@ struct TinyFloat {
     return c == 0 ? 0.0f : v;
   }
 
-  // The code of y in [0, kTopValue] (finite): to nearest, ties away from zero (adding half of
-  // the code's last place to float32's bits carries into the exponent where it should).
-  FU_HD static uint32_t encode(float y) {
-    const int32_t r = int32_t((float_bits(y) + (1u << (kShift - 1))) >> kShift);
+  // Added to float32's bits before the shift: half of the code's last place rounds to
+  // nearest, ties away from zero (the carry goes into the exponent where it should).
+  static constexpr uint32_t kNearest = 1u << (kShift - 1);
+
+  // The code of y in [0, kTopValue] (finite), rounded by `rounding` (kNearest, or
+  // stochastic_code_rounding's random addend).
+  FU_HD static uint32_t encode(float y, uint32_t rounding = kNearest) {
+    const int32_t r = int32_t((float_bits(y) + rounding) >> kShift);
     const int32_t c = r - int32_t(kOffset);
     return uint32_t(c < 0 ? 0 : c > int32_t(kTop) ? int32_t(kTop) : c);
   }
@@ -109,9 +113,10 @@ struct SignedCode {
         multiplier;
     return c == kNaN ? bits_float(0x7fc00000u) : magnitude == 0 ? 0.0f : v;
   }
+  static constexpr uint32_t kNearest = Magnitude::kNearest;
   // x finite; inverse = kTopValue / absmax (0 for a zero block).
-  FU_HD static uint8_t encode(float x, float inverse) {
-    const uint32_t c = Magnitude::encode(FU_MATH::fabs(x) * inverse);
+  FU_HD static uint8_t encode(float x, float inverse, uint32_t rounding = kNearest) {
+    const uint32_t c = Magnitude::encode(FU_MATH::fabs(x) * inverse, rounding);
     const uint32_t sign = (x < 0.0f && c != 0) ? 0x80u : 0u;  // -0 would read as NaN
     return uint8_t(c | sign);
   }
@@ -127,8 +132,9 @@ struct UnsignedCode {
     const float v = Magnitude::value(code) * multiplier;
     return code == kNaN ? bits_float(0x7fc00000u) : v;
   }
-  FU_HD static uint8_t encode(float x, float inverse) {
-    return uint8_t(Magnitude::encode(FU_MATH::fabs(x) * inverse));
+  static constexpr uint32_t kNearest = Magnitude::kNearest;
+  FU_HD static uint8_t encode(float x, float inverse, uint32_t rounding = kNearest) {
+    return uint8_t(Magnitude::encode(FU_MATH::fabs(x) * inverse, rounding));
   }
 };
 
@@ -153,8 +159,24 @@ FU_HD float finite_magnitude(float x) {
 
 // The full element codec of one state value, given its block's scale.
 template <class Code>
-FU_HD uint8_t quantize_element(float x, const BlockScale<Code>& s) {
-  return FU_MATH::fabs(x) <= 3.40282347e38f ? Code::encode(x, s.inverse) : Code::kNaN;
+FU_HD uint8_t quantize_element(float x, const BlockScale<Code>& s,
+                               uint32_t rounding = Code::kNearest) {
+  return FU_MATH::fabs(x) <= 3.40282347e38f ? Code::encode(x, s.inverse, rounding) : Code::kNaN;
+}
+
+// Stochastic rounding of the codes (state_rounding="stochastic"): the rounding addend of
+// TinyFloat::encode from 16 uniform random bits, the midpoints of 2^16 equal steps across the
+// code's last place (2^20 of float32's bits for both codes), so that y rounds up with
+// probability equal to its fraction of the way to the next code (to 2^-16): between two codes
+// the value is linear in float32's bits, in one binade and across the step into the next, so
+// the rounded code is unbiased. Its largest value, 2^20 - 8, keeps the block's absmax element
+// (y <= 1 + 2^-23, as compact_simd.h's encoder relies on) at the top code. The floor is biased
+// toward zero: y below 2^-15 (signed; unsigned 2^-31) still flushes to 0, and y between that
+// and the smallest code (1.125 times it) rounds as if code 0 stood for 2^-15.
+FU_HD constexpr uint32_t stochastic_code_rounding(uint32_t random16) {
+  static_assert(SignedCode::Magnitude::kShift == 20 && UnsignedCode::Magnitude::kShift == 20,
+                "16 random bits shifted to the code's last place, 2^20");
+  return (random16 << 4) | 8u;
 }
 
 }  // namespace fusedupdates

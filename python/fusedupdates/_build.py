@@ -68,7 +68,8 @@ class _Shared:
         stochastic = check_rounding(rounding, params, self.master_weights, on_gpu)
         self.rounding = rounding
         self.state_dtype = check_state_dtype(compact, params, on_gpu)
-        stochastic_state = check_state_rounding(state_rounding, self.state_dtype, on_gpu)
+        # (given the keyword as passed, valid by now: its errors name "float32" as "float32")
+        stochastic_state = check_state_rounding(state_rounding, compact, on_gpu)
         self.state_rounding = state_rounding
         self.state, self.scales = {}, {}
         for name in spec.state_names:

@@ -3,13 +3,13 @@ and the conversion of state dicts between storages.
 
 ``state_dtype=None`` (default) keeps every state in the param's compute dtype (float32, or
 float64 for float64 params). ``"bfloat16"`` stores every state as bfloat16 (ml_dtypes),
-computed in float32 and rounded to nearest even after each step (or stochastically, with
-``state_rounding="stochastic"``: ``_precision.check_state_rounding``). ``"int8"`` stores each state of
-a param with at least :data:`MIN_QUANTIZED_NUMEL` elements as 8-bit blockwise codes (uint8, the
-param's shape) plus one float32 absmax per :data:`QUANT_BLOCK` elements, the state
+computed in float32 and rounded to nearest even after each step. ``"int8"`` stores each state
+of a param with at least :data:`MIN_QUANTIZED_NUMEL` elements as 8-bit blockwise codes (uint8,
+the param's shape) plus one float32 absmax per :data:`QUANT_BLOCK` elements, the state
 ``"<name>_absmax"``; smaller params keep float32 state (their ``_absmax`` entry is None), as in
 Dettmers et al.'s 8-bit optimizers. The code itself is described in
-:mod:`fusedupdates.reference_compact`.
+:mod:`fusedupdates.reference_compact`. Either compact format can be rounded stochastically
+instead of to nearest (``state_rounding="stochastic"``: ``_precision.check_state_rounding``).
 """
 
 from __future__ import annotations

@@ -36,15 +36,20 @@ _DECAY_DOC = """weight_decay : float, optional
         :mod:`fusedupdates.reference_compact` for the code and
         :func:`fusedupdates.convert_state_dict` for float32 checkpoints.
     state_rounding : {"nearest", "stochastic"}, optional
-        With ``state_dtype="bfloat16"`` (NumPy only): how the new state is rounded to
-        bfloat16 after each step, to nearest even (default) or stochastically (up with
-        probability equal to the distance from the value below, the random bits a hash of
-        (t, param index, state, element index)). Rounded to nearest, a second moment can
-        only grow when ``beta2 > 0.998``: a step lowers it by at most ``(1 - beta2) v``,
-        under half a bfloat16 place (``2^-9 v``), so decreases are lost while large
-        ``g^2`` still raise it (adam's ``v`` ended 2x its float32 value after 10000 steps of
-        N(0, 1) grads at beta2 = 0.999); stochastic rounding keeps it right on average, for
-        the cost of a hash per state element (``bench/state_rounding.py``)."""
+        With ``state_dtype="bfloat16"`` or ``"int8"`` (NumPy only): how the new state is
+        rounded after each step, to nearest (default) or stochastically (up with probability
+        equal to the distance from the value below, the random bits a hash of (t, param
+        index, state, element index): reproducible, whatever the thread count). Rounded to
+        nearest, a second moment drifts up when its steps are small against the storage's
+        place: a step lowers ``v`` by at most ``(1 - beta2) v``, under half a bfloat16 place
+        (``2^-9 v``) at ``beta2 > 0.998``, so decreases are lost while large ``g^2`` still
+        raise it (adam's ``v`` ended 2x its float32 value after 10000 steps of N(0, 1) grads
+        at beta2 = 0.999; 1.2x with 8-bit codes, whose place is 2^-4 of the value).
+        Stochastic rounding keeps it right on average, for the cost of a hash per state
+        element; with ``"int8"`` it is unbiased down to the code's floor (2^-15 of the
+        block's absmax for first moments, 2^-31 for second moments), and the params under
+        4096 elements, whose state stays float32, are not rounded at all
+        (``bench/state_rounding.py``)."""
 
 
 def _doc(text: str) -> Any:

@@ -83,9 +83,10 @@ def check_state_rounding(state_rounding: Any, state_dtype: Any, on_gpu: bool) ->
     """Validate the ``state_rounding`` keyword; True for stochastic rounding of the state."""
     if not _is_stochastic("state_rounding", state_rounding):
         return False
-    if state_dtype != "bfloat16":
+    if state_dtype not in ("bfloat16", "int8"):
         raise ValueError(
-            f"state_rounding='stochastic' is for state_dtype='bfloat16', not {state_dtype!r}"
+            "state_rounding='stochastic' is for state_dtype='bfloat16' or 'int8', "
+            f"not {state_dtype!r}"
         )
     if on_gpu:
         raise ValueError(

@@ -10,12 +10,15 @@ and uint32 NumPy operations, so that it gives the kernels' bytes exactly:
   moments, velocity) is a sign bit + E4M3 (3 mantissa bits, magnitude codes 0..120, values
   down to ``A * 2**-15 * 1.125``), the **unsigned** code (second moments and other
   never-negative states) is E5M3 (codes 0..248, down to ``A * 2**-31 * 1.125``); values are
-  rounded to nearest (ties away from zero) and those below the smallest code flush to zero;
+  rounded to nearest (ties away from zero), or stochastically (``random16``: the state's
+  random bits, :func:`fusedupdates.reference_mixed.state_random_bits`), and those below the
+  smallest code flush to zero;
 * NaN and +-Inf are stored as the code's NaN (0x80 signed, 0xff unsigned) and do not enter
   the block's absmax.
 
-:func:`compact_step` runs any rule of :mod:`fusedupdates.reference` on decoded state and
-stores the new state the way the kernels do.
+To check a kernel, decode its stored state with :func:`dequantize_blockwise`, run the rule of
+:mod:`fusedupdates.reference` on it, and store the new state with :func:`quantize_blockwise`
+(the tests' ``_compact_support.reference_step`` does this for every rule).
 """
 
 from __future__ import annotations
@@ -47,10 +50,16 @@ class _TinyFloat:
         v = ((c + np.uint32(self.offset)) << np.uint32(self.shift)).view(_F32)
         return np.where(c == 0, _F32(0), v).astype(_F32)
 
-    def encode(self, y: np.ndarray) -> np.ndarray:
-        """To nearest, ties away from zero, on float32's bits; below the smallest code: 0."""
+    def encode(self, y: np.ndarray, random16: np.ndarray | None = None) -> np.ndarray:
+        """To nearest, ties away from zero, on float32's bits (or, given 16 random bits per
+        element, stochastically: ``quantize.h`` stochastic_code_rounding); below the smallest
+        code: 0."""
         u = np.asarray(y, _F32).view(np.uint32)
-        r = ((u + np.uint32(1 << (self.shift - 1))) >> np.uint32(self.shift)).astype(np.int64)
+        if random16 is None:
+            rounding = np.uint32(1 << (self.shift - 1))
+        else:  # the midpoints of 2^16 equal steps across the code's last place (2^20 bits)
+            rounding = (np.asarray(random16, np.uint32) << np.uint32(4)) | np.uint32(8)
+        r = ((u + rounding) >> np.uint32(self.shift)).astype(np.int64)
         return np.clip(r - self.offset, 0, self.top).astype(np.uint32)
 
 
@@ -76,10 +85,16 @@ def _scales(absmax: np.ndarray, top: np.float32) -> tuple[np.ndarray, ...]:
     return np.where(usable, absmax, _F32(0)).astype(_F32), multiplier, inverse
 
 
-def quantize_blockwise(x: Any, signed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """float32 values -> (uint8 codes of x's shape, float32 absmax per block)."""
+def quantize_blockwise(x: Any, signed: bool, random16: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values -> (uint8 codes of x's shape, float32 absmax per block); rounded to
+    nearest, or stochastically by ``random16`` (16 random bits per element of x, in x's
+    flat order)."""
     x = np.asarray(x, _F32)
     blocks, n = _block_view(x)
+    if random16 is not None:
+        if np.size(random16) != n:
+            raise ValueError(f"random16 has {np.size(random16)} elements for {n} values")
+        random16 = _block_view(np.asarray(random16, np.uint32).reshape(-1))[0]
     code = _SIGNED if signed else _UNSIGNED
     magnitude = np.abs(blocks)
     finite = magnitude <= _FLT_MAX
@@ -87,7 +102,7 @@ def quantize_blockwise(x: Any, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     absmax, _, inverse = _scales(absmax, code.top_value)
     with np.errstate(invalid="ignore", over="ignore"):
         y = (np.where(finite, magnitude, _F32(0)) * inverse[:, None]).astype(_F32)
-    c = code.encode(y)
+    c = code.encode(y, random16)
     if signed:
         c = c | np.where((blocks < 0) & (c != 0), np.uint32(0x80), np.uint32(0))
     c = np.where(finite, c, np.uint32(SIGNED_NAN if signed else UNSIGNED_NAN))

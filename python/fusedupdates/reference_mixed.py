@@ -96,16 +96,25 @@ def stochastic_round_state(x: Any, step: int, index: int, state_index: int) -> n
     numpy.ndarray
         The rounded values (exactly bfloat16 values), in float64.
     """
-    salt = np.uint32(((state_index + 1) * 0x85EBCA6B) & 0xFFFFFFFF)
-    key = _mix32(np.array([_rounding_key(step, index) ^ salt]))[0]
     x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float64).astype(np.float32)).reshape(-1)
     u = x32.view(np.uint32).copy()
-    e = np.arange(u.size, dtype=np.int64)
-    h = _mix32(key ^ ((e >> 7) * 64 + (e & 63)).astype(np.uint32))
-    random16 = np.where(e & 64, h >> np.uint32(16), h & np.uint32(0xFFFF)).astype(np.uint32)
+    random16 = state_random_bits(u.size, step, index, state_index)
     out = (u + random16) & np.uint32(0xFFFF0000)
     out = np.where(((u >> np.uint32(23)) & np.uint32(0xFF)) == 0xFF, u, out).astype(np.uint32)
     return out.view(np.float32).astype(np.float64).reshape(np.shape(x))  # NaN stays NaN
+
+
+def state_random_bits(n: int, step: int, index: int, state_index: int) -> np.ndarray:
+    """The 16 random bits (as uint32) of each of the first ``n`` elements of state
+    ``state_index`` of param ``index`` at step ``t = step``, as the kernels draw them for
+    ``state_rounding="stochastic"`` (bfloat16 values and 8-bit codes alike): element ``i < 64``
+    of each 128-element block ``b`` takes the low half of ``mix32(key ^ (64 b + i))``, element
+    ``i + 64`` the high half."""
+    salt = np.uint32(((state_index + 1) * 0x85EBCA6B) & 0xFFFFFFFF)
+    key = _mix32(np.array([_rounding_key(step, index) ^ salt]))[0]
+    e = np.arange(n, dtype=np.int64)
+    h = _mix32(key ^ ((e >> 7) * 64 + (e & 63)).astype(np.uint32))
+    return np.where(e & 64, h >> np.uint32(16), h & np.uint32(0xFFFF)).astype(np.uint32)
 
 
 def _rounding_key(step: int, index: int) -> np.uint32:

@@ -115,7 +115,10 @@ def sharded(
         state) belongs here rather than inside ``rule_factory``: with ``"int8"`` the flat
         layout aligns every param of 4096 elements or more to the 8-bit blocks and keeps
         the smaller ones (full-precision state) in a buffer of their own, so that the state
-        and checkpoints are exactly a single process's.
+        and checkpoints are exactly a single process's. ``state_rounding="stochastic"``
+        passes through too; its random bits are keyed by each rank's flat shard (bucket and
+        offset), not by the single process's param and element index, so a sharded run
+        rounds as unbiased but not bit for bit like one process.
 
     Returns
     -------
