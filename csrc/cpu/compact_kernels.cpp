@@ -180,32 +180,44 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   if constexpr (F == StateFormat::kInt8 && kCompactSimd) {
 #if defined(FU_COMPACT_SIMD)
     // Full blocks software-pipelined (compact_pipeline.h): each block's codes are written
-    // while the next block is updated. (Stochastically rounded codes take the plain loop
-    // below, one block at a time: the pipeline's encoder rounds to nearest.)
+    // while the next block is updated, rounded to nearest or (a second instantiation, so that
+    // the nearest loop loads no addends) stochastically.
     PendingBlock<Rule> blocks[2];  // the block being updated and the one before it
-    for (int cur = 0; !stochastic_state && i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
-      PendingBlock<Rule>& now = blocks[cur];
-      PendingBlock<Rule>& previous = blocks[cur ^ 1];
-      update_tile(i, kQuantBlock, [&](float* pt, const float* gt) {
-        if (!block_decodable<Rule>(states, i)) {  // a NaN code: the element-wise decoder
-          previous.finish(states);
-          apply_tile<F>(rule, k, pt, gt, states, i, now.tile, kQuantBlock);
-          now.measure(states, i);
-        } else if (previous.at >= 0 && previous.all_finite()) {
-          pipelined_block<true>(rule, k, pt, gt, states, i, now, previous);
-        } else {
-          previous.finish(states);
-          pipelined_block<false>(rule, k, pt, gt, states, i, now, previous);
-        }
-      });
-    }
+    uint32_t keys[K > 0 ? K : 1];
+    for (int j = 0; j < K; ++j) keys[j] = state_rounding_key(step, slot.index, j);
+    if (stochastic_state) blocks[0].keys = blocks[1].keys = keys;
+    const auto pipeline = [&](auto stochastic_codes) FU_INLINE_LAMBDA {
+      constexpr bool kStochastic = decltype(stochastic_codes)::value;
+      for (int cur = 0; i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {
+        PendingBlock<Rule>& now = blocks[cur];
+        PendingBlock<Rule>& previous = blocks[cur ^ 1];
+        update_tile(i, kQuantBlock, [&](float* pt, const float* gt) {
+          if (!block_decodable<Rule>(states, i)) {  // a NaN code: the element-wise decoder
+            previous.finish(states);
+            apply_tile<F>(rule, k, pt, gt, states, i, now.tile, kQuantBlock);
+            now.measure(states, i);
+            if (kStochastic) now.hash_rounding(i);
+          } else if (previous.at >= 0 && previous.all_finite()) {
+            pipelined_block<true, kStochastic>(rule, k, pt, gt, states, i, now, previous);
+          } else {
+            previous.finish(states);
+            pipelined_block<false, kStochastic>(rule, k, pt, gt, states, i, now, previous);
+          }
+        });
+      }
+    };
+    if (stochastic_state)
+      pipeline(std::true_type{});
+    else
+      pipeline(std::false_type{});
     blocks[0].finish(states);
     blocks[1].finish(states);
 #endif
-  }
-  for (; i + kQuantBlock <= hi; i += kQuantBlock) {
-    update_plain_tile(i, kFull, tile);
-    store_tile(i, kQuantBlock);
+  } else {
+    for (; i + kQuantBlock <= hi; i += kQuantBlock) {
+      update_plain_tile(i, kFull, tile);
+      store_tile(i, kQuantBlock);
+    }
   }
   if (i < hi) {
     update_plain_tile(i, hi - i, tile);

@@ -19,6 +19,7 @@
 
 #include "compact_codec.h"
 #include "element_loop.h"
+#include "stochastic_rounding.h"
 
 // Lambdas of the block loops inlined like the rest of it (GCC otherwise kept some as calls,
 // one per state per vector).
@@ -55,16 +56,26 @@ inline namespace FU_ISA_NS {
 
 // 8-bit states of one updated full block whose codes are written one block later: the new
 // values (tile), and per state the scale's inverse and whether the block is finite (a block
-// with an Inf or a NaN is encoded element-wise by finish()).
+// with an Inf or a NaN is encoded element-wise by finish()). Codes rounded stochastically
+// (state_rounding="stochastic") also keep each state's rounding addends, hashed while the
+// block is updated.
 template <class Rule>
 struct PendingBlock {
   static constexpr int K = Rule::kNumStates > 0 ? Rule::kNumStates : 1;
   template <int j>
   using Code = StateCode<Rule, j>;
   alignas(64) float tile[K][kQuantBlock];
+  alignas(64) uint32_t rounding[K][kQuantBlock];  // stochastic codes only
   float inverse[K];
   bool finite[K];
-  int64_t at = -1;  // the block's first element; -1: nothing pending
+  int64_t at = -1;                 // the block's first element; -1: nothing pending
+  const uint32_t* keys = nullptr;  // each state's stream key; null: codes rounded to nearest
+
+  // Stochastic codes: the addends of every state for the block at element i, all at once.
+  void hash_rounding(int64_t i) {
+    for (int j = 0; j < Rule::kNumStates; ++j)
+      code_rounding_block(rounding[j], kQuantBlock, keys[j], i);
+  }
 
   // The block at element i now holds its new values: per state, the largest |x| as float32
   // bits (>= 0x7f800000: an Inf or a NaN). Stores each finite state's new absmax.
@@ -91,10 +102,12 @@ struct PendingBlock {
     return true;
   }
   // The 64 codes of every state from element q of the block (finite states only).
+  template <bool kStochastic>
   [[gnu::always_inline]] void encode_line(const CompactState<StateFormat::kInt8>* states,
                                           int q) const {
     for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
-      cpu::encode_line<Code<j>, true>(tile[j] + q, states[j].data + at + q, Vec::set1(inverse[j]));
+      cpu::encode_line<Code<j>, true>(tile[j] + q, states[j].data + at + q, Vec::set1(inverse[j]),
+                                      kStochastic ? rounding[j] + q : nullptr);
     });
   }
   // Writes the codes of every state (element-wise where a state is not finite).
@@ -102,10 +115,11 @@ struct PendingBlock {
     if (at < 0) return;
     for_each_state<Rule>([&](auto j) FU_INLINE_LAMBDA {
       uint8_t* codes = states[j].data + at;
+      const uint32_t* r = keys == nullptr ? nullptr : rounding[j];
       if (finite[j])
-        encode_full_block_codes<Code<j>>(tile[j], codes, inverse[j]);
+        encode_full_block_codes<Code<j>>(tile[j], codes, inverse[j], r);
       else
-        states[j].scales[at / kQuantBlock] = encode_block<Code<j>>(tile[j], codes, kQuantBlock);
+        states[j].scales[at / kQuantBlock] = encode_block<Code<j>>(tile[j], codes, kQuantBlock, r);
     });
     at = -1;
   }
@@ -125,8 +139,10 @@ template <class Rule>
 
 // One full block at element i: decode, update p[0..kQuantBlock) (g alongside), measure the new
 // absmax into `now`; with kEncodePrevious, the codes of `previous` (all finite) written in
-// between, one 64-element line per 64 / kLanes vectors. The block's codes must be decodable.
-template <bool kEncodePrevious, class Rule>
+// between, one 64-element line per 64 / kLanes vectors. kStochastic: the block's rounding
+// addends are hashed into `now` alongside the first line's update (the hash serves an element
+// of each line), and `previous` is encoded with its own. The block's codes must be decodable.
+template <bool kEncodePrevious, bool kStochastic, class Rule>
 [[gnu::always_inline]] inline void pipelined_block(const Rule& shared_rule,
                                                    const ElementScalars<float>& shared_k,
                                                    float* __restrict p, const float* __restrict g,
@@ -165,9 +181,11 @@ template <bool kEncodePrevious, class Rule>
         for (int u = v; u < v + kStep; u += kLanes)
           max_bits[j] = Vec::max_unsigned(
               max_bits[j], SimdCodec<Code>::magnitude(Vec::load_aligned_bits(now.tile[j] + u)));
+        if constexpr (kStochastic)
+          if (q == 0) code_rounding_pair(now.rounding[j], v, kStep, now.keys[j], i);
       });
     }
-    if constexpr (kEncodePrevious) previous.encode_line(states, q);
+    if constexpr (kEncodePrevious) previous.template encode_line<kStochastic>(states, q);
   }
   uint32_t block_max[K];
   for_each_state<Rule>(

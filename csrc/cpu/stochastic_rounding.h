@@ -125,15 +125,25 @@ inline void perturb_bfloat16_block(float* __restrict x, int64_t w, uint32_t key,
 // (stochastic_code_rounding) of elements [at, at + w) of a tensor, one 128-element block, from
 // the same 16 random bits per element as perturb_bfloat16_block (the same bits are in
 // reference_mixed.state_random_bits).
+// Elements [lo, lo + n) of a full block and the same elements of its second half (lo + n <=
+// 64): the addends of code_rounding_block a piece at a time, for the pipelined loop
+// (compact_pipeline.h), which hashes between the update's vectors.
+[[gnu::always_inline]] inline void code_rounding_pair(uint32_t* __restrict out, int64_t lo,
+                                                      int64_t n, uint32_t key, int64_t at) {
+  constexpr int64_t kHalf = 64;
+  const uint32_t base = static_cast<uint32_t>(at / 2);
+  for (int64_t i = lo; i < lo + n; ++i) {
+    const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
+    out[i] = stochastic_code_rounding(h & 0xffffu);
+    out[i + kHalf] = stochastic_code_rounding(h >> 16);
+  }
+}
+
 inline void code_rounding_block(uint32_t* __restrict out, int64_t w, uint32_t key, int64_t at) {
   constexpr int64_t kHalf = 64;
   const uint32_t base = static_cast<uint32_t>(at / 2);
   if (w == 2 * kHalf) {
-    for (int64_t i = 0; i < kHalf; ++i) {
-      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
-      out[i] = stochastic_code_rounding(h & 0xffffu);
-      out[i + kHalf] = stochastic_code_rounding(h >> 16);
-    }
+    code_rounding_pair(out, 0, kHalf, key, at);
   } else {
     for (int64_t i = 0; i < w; ++i) {
       const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
