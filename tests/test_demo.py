@@ -166,6 +166,29 @@ def test_compact_state_reaches_float32_accuracy(rule: str, state_dtype: str) -> 
     assert compact[rule].test_accuracy >= full.test_accuracy - 0.005, (compact[rule], full)
 
 
+@pytest.mark.parametrize("rule", ["adam", "rmsprop", "adagrad"])
+def test_stochastic_int8_state_reaches_float32_accuracy(rule: str) -> None:
+    """``--state-dtype int8 --state-rounding stochastic``: the same bar as to nearest."""
+    specs = [spec for spec in RULES if spec.name == rule]
+    full = run_demo(epochs=30, out=None, progress=False, rules=specs)[rule]
+    compact = run_demo(
+        epochs=30,
+        out=None,
+        progress=False,
+        rules=specs,
+        state_dtype="int8",
+        state_rounding="stochastic",
+    )
+    assert compact[rule].test_accuracy >= full.test_accuracy - 0.005, (compact[rule], full)
+
+
+def test_stochastic_state_rounding_needs_a_state_dtype() -> None:
+    from fusedupdates.demo import DemoError
+
+    with pytest.raises(DemoError, match="add --state-dtype"):
+        run_demo(epochs=1, out=None, progress=False, state_rounding="stochastic")
+
+
 def test_compact_state_is_for_cpu_runs() -> None:
     from fusedupdates.demo import DemoError
 

@@ -44,7 +44,7 @@ _DECAY_DOC = """weight_decay : float, optional
         place: a step lowers ``v`` by at most ``(1 - beta2) v``, under half a bfloat16 place
         (``2^-9 v``) at ``beta2 > 0.998``, so decreases are lost while large ``g^2`` still
         raise it (adam's ``v`` ended 2x its float32 value after 10000 steps of N(0, 1) grads
-        at beta2 = 0.999; 1.2x with 8-bit codes, whose place is 2^-4 of the value).
+        at beta2 = 0.999; 1.2x with 8-bit codes, whose half place is 2^-5..2^-4 of the value).
         Stochastic rounding keeps it right on average, for the cost of a hash per state
         element; with ``"int8"`` it is unbiased down to the code's floor (2^-15 of the
         block's absmax for first moments, 2^-31 for second moments), and the params under

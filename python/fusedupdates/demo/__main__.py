@@ -57,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "blockwise codes for the large weight matrix",
     )
     parser.add_argument(
+        "--state-rounding",
+        choices=("nearest", "stochastic"),
+        default="nearest",
+        help="how compact state is rounded after each step (state_rounding=; default nearest)",
+    )
+    parser.add_argument(
         "--distributed",
         action="store_true",
         help="data parallel over MPI: run with mpiexec -n N; each rank takes 1/N of every batch",
@@ -79,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype,
             master_weights=args.master_weights,
             state_dtype=None if args.state_dtype == "float32" else args.state_dtype,
+            state_rounding=args.state_rounding,
         )
     except (ImportError, DemoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode = "float32 master weights" if args.master_weights else "no master weights"
         print(f"params and grads in {args.dtype}, {mode}")
     if args.state_dtype != "float32":
-        print(f"optimizer state stored as {args.state_dtype} (state_dtype={args.state_dtype!r})")
+        print(
+            f"optimizer state stored as {args.state_dtype} (state_dtype={args.state_dtype!r}, "
+            f"state_rounding={args.state_rounding!r})"
+        )
     print(format_table(results))
     print(f"\nloss curves: {args.out / 'loss_curves.png'}")
     print(f"total wall time: {time.perf_counter() - start:.1f} s")

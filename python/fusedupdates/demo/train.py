@@ -152,6 +152,7 @@ def train_rule(
     dtype: Any = np.float32,
     master_weights: bool = False,
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> RuleResult:
     """Train a fresh copy of the network from ``init`` with one rule.
 
@@ -184,6 +185,8 @@ def train_rule(
         Keep a float32 master copy of 16-bit params in the updater (``master_weights=True``).
     state_dtype : {None, "bfloat16", "int8"}, optional
         Compact optimizer state (the factories' ``state_dtype``).
+    state_rounding : {"nearest", "stochastic"}, optional
+        How compact state is rounded (the factories' ``state_rounding``).
 
     Returns
     -------
@@ -194,6 +197,8 @@ def train_rule(
     options: dict[str, Any] = {"master_weights": True} if master_weights else {}
     if state_dtype is not None:
         options["state_dtype"] = state_dtype
+    if state_rounding != "nearest":
+        options["state_rounding"] = state_rounding
     if comm is None:
         updater = spec.make(params, **options)
     else:
@@ -251,6 +256,7 @@ def run_demo(
     dtype: str = "float32",
     master_weights: bool = False,
     state_dtype: str | None = None,
+    state_rounding: str = "nearest",
 ) -> dict[str, RuleResult]:
     """Train the digits MLP with every rule from the same initialisation.
 
@@ -280,7 +286,9 @@ def run_demo(
     master_weights : bool, optional
         Float32 master weights for 16-bit params.
     state_dtype : {None, "bfloat16", "int8"}, optional
-        Compact optimizer state for every rule (CPU only; not with ``comm``).
+        Compact optimizer state for every rule (CPU only).
+    state_rounding : {"nearest", "stochastic"}, optional
+        How that state is rounded after each step (``"stochastic"`` needs ``state_dtype``).
 
     Returns
     -------
@@ -296,6 +304,8 @@ def run_demo(
         raise DemoError("--master-weights is for 16-bit params: add --dtype bfloat16 or float16")
     if state_dtype is not None and device != "cpu":
         raise DemoError("--state-dtype is for CPU runs (not with --device cuda yet)")
+    if state_rounding != "nearest" and state_dtype is None:
+        raise DemoError("--state-rounding stochastic rounds compact state: add --state-dtype")
     xp = get_array_module(device)
     data = load_data(xp, seed=seed)
     init = mlp.init_params((data.num_features, hidden, data.num_classes), seed=seed)
@@ -311,7 +321,7 @@ def run_demo(
         for spec in rules:
             results[spec.name] = train_rule(
                 spec, init, data, xp, epochs, batch_size, seed, bar, comm, storage,
-                master_weights, state_dtype,
+                master_weights, state_dtype, state_rounding,
             )  # fmt: skip
     finally:
         if bar is not None:
