@@ -16,6 +16,7 @@ import numpy as np
 from _support import REF, STATE_NAMES, STEP_RULES, _peak, assert_close
 
 RC = importlib.import_module("_fusedupdates_source.reference_compact")
+RM = importlib.import_module("_fusedupdates_source.reference_mixed")
 SIGNED = {"m", "velocity"}
 STATE_DTYPES = ["bfloat16", "int8"]
 
@@ -38,11 +39,18 @@ def decode(state: dict, name: str, i: int) -> np.ndarray:
     return np.asarray(a).astype(np.float32)
 
 
-def encode_like(stored: np.ndarray, values: np.ndarray, name: str):
-    """``values`` (float64) stored the way ``stored`` is: (codes or bits, absmax or None)."""
+def encode_like(stored: np.ndarray, values: np.ndarray, name: str, stream=None):
+    """``values`` (float64) stored the way ``stored`` is: (codes or bits, absmax or None);
+    ``stream`` (t, param index, state index): rounded stochastically as the kernel rounds that
+    state (``state_rounding="stochastic"``; float32 state is stored as it is)."""
     v32 = np.asarray(values, np.float32)
     if stored.dtype == np.uint8:
-        return RC.quantize_blockwise(v32, name in SIGNED)
+        random16 = None if stream is None else RM.state_random_bits(v32.size, *stream)
+        return RC.quantize_blockwise(v32, name in SIGNED, random16)
+    if stream is not None and stored.dtype != np.float32:  # bfloat16
+        return RM.stochastic_round_state(values, *stream).astype(np.float32).astype(
+            stored.dtype
+        ), None
     return v32.astype(stored.dtype), None
 
 
@@ -96,20 +104,35 @@ def reference_step(upd, rule, modifier, grads, hyper, mu, t, storage=np.float32)
     return params, work
 
 
-def check_step(upd, rule, modifier, grads, hyper, mu, t, what, storage=np.float32, ptol=1e-5):
-    """One updater step against the teacher-forced reference."""
+def check_step(
+    upd,
+    rule,
+    modifier,
+    grads,
+    hyper,
+    mu,
+    t,
+    what,
+    storage=np.float32,
+    ptol=1e-5,
+    stochastic=False,
+    max_fraction=0.01,
+):
+    """One updater step against the teacher-forced reference (``stochastic``: its new states
+    rounded with the kernel's generator, for ``state_rounding="stochastic"``)."""
     params, work = reference_step(upd, rule, modifier, grads, hyper, mu, t, storage)
     scale = [_peak(p) for p in params]
     upd.step(grads)
     state = upd.state
     for i, (p, r) in enumerate(zip(upd.params, params)):
         assert_close(np.asarray(p).astype(np.float64), r, ptol, f"{what} params[{i}]", scale[i])
-    for name, arrays in work.items():
+    for j, (name, arrays) in enumerate(work.items()):  # j: the state's index in its slot
         for i, want in enumerate(arrays):
             got = state[name][i]
             if want is None:
                 assert got is None
                 continue
-            codes, absmax = encode_like(got, want, name)
+            codes, absmax = encode_like(got, want, name, (t, i, j) if stochastic else None)
             got_absmax = state.get(name + "_absmax", [None] * len(arrays))[i]
-            compare_stored(got, got_absmax, codes, absmax, name, f"{what} {name}[{i}] t={t}")
+            what_state = f"{what} {name}[{i}] t={t}"
+            compare_stored(got, got_absmax, codes, absmax, name, what_state, max_fraction)

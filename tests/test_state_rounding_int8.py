@@ -1,33 +1,20 @@
 """Stochastic rounding of 8-bit state codes (state_dtype="int8", state_rounding="stochastic"):
 the kernels' codec against the reference's bit for bit (SIMD and element-wise blocks), codes
 that are unbiased between neighbours, every rule and momentum mode against the teacher-forced
-reference for 20 steps, the second moment it keeps unbiased, thread-count independence, resume,
-and the small params whose float32 state is left alone."""
+reference for 20 steps (bfloat16 state too), the second moment it keeps unbiased, thread-count
+independence, resume, and the small params whose float32 state is left alone."""
 
 from __future__ import annotations
 
 import copy
-import importlib
+import importlib.util
 
 import fusedupdates as fu
 import numpy as np
 import pytest
-from _compact_support import RC, SIGNED, compare_stored, decode
-from _support import (
-    BASE_RULES,
-    HYPER,
-    MODIFIERS,
-    MU,
-    REF,
-    STATE_NAMES,
-    STEP_RULES,
-    _peak,
-    assert_close,
-    make_updater,
-    random_grads,
-)
+from _compact_support import RC, RM, check_step, decode
+from _support import BASE_RULES, HYPER, MODIFIERS, MU, make_updater, random_grads
 
-RM = importlib.import_module("_fusedupdates_source.reference_mixed")
 _cpu = fu._cpu
 BLOCK = RC.QUANT_BLOCK
 # 4097 and 64x80: int8 with a partial last block; 130 blocks: the SIMD path for most of it;
@@ -97,62 +84,40 @@ def test_codes_are_unbiased_and_land_on_neighbours(signed):
     assert np.mean(other != codes) > 0.2
 
 
-def _reference_step(upd, rule, modifier, grads, hyper, t):
-    """The float64 rule from the updater's stored state, each new 8-bit state encoded with
-    the kernel's generator: (params, {name: [(stored, absmax or None)]})."""
-    state = upd.state
-    names = STATE_NAMES[rule] + (["velocity"] if modifier != "none" else [])
-    work = {n: [decode(state, n, i).astype(np.float64) for i in range(len(grads))] for n in names}
-    params = [np.asarray(p).astype(np.float64) for p in upd.params]
-    kw = dict(hyper)
-    if rule in STEP_RULES:
-        kw["step"] = t
-    if modifier != "none":
-        kw.update(velocity=work["velocity"], momentum=MU, nesterov=modifier == "nesterov")
-    g64 = [g.astype(np.float64) for g in grads]
-    getattr(REF, rule)(params, g64, *[work[n] for n in STATE_NAMES[rule]], **kw)
-    stored = {}
-    for j, (name, arrays) in enumerate(work.items()):
-        stored[name] = []
-        for i, x in enumerate(arrays):
-            x32 = x.astype(np.float32)
-            if state[name][i].dtype == np.uint8:
-                stored[name].append(reference(x32, name in SIGNED, (t, i, j)))
-            else:
-                stored[name].append((x32, None))
-    return params, stored
+_NEEDS_ML_DTYPES = pytest.mark.skipif(
+    importlib.util.find_spec("ml_dtypes") is None,
+    reason="bfloat16 state needs ml_dtypes (pip install '.[bf16]')",
+)
 
 
+@pytest.mark.parametrize("state_dtype", ["int8", pytest.param("bfloat16", marks=_NEEDS_ML_DTYPES)])
 @pytest.mark.parametrize("modifier", MODIFIERS)
 @pytest.mark.parametrize("rule", BASE_RULES)
-def test_every_rule_matches_the_reference_generator(rng, rule, modifier):
+def test_every_rule_matches_the_reference_generator(rng, rule, modifier, state_dtype):
+    """20 steps of the teacher-forced reference whose new states are rounded with the kernel's
+    generator: bit for bit but for a few elements (float math in the last bit moving a value
+    across a rounding boundary), 8-bit codes and bfloat16 values alike."""
     if rule == "sgd" and modifier == "none":
         pytest.skip("sgd keeps no state")
     params = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
-    kw = dict(state_dtype="int8", state_rounding="stochastic", **HYPER[rule])
+    kw = dict(state_dtype=state_dtype, state_rounding="stochastic", **HYPER[rule])
     upd = make_updater(fu, rule, params, modifier, **kw)
     assert upd.state_rounding == "stochastic"
     for t in range(1, 21):
         grads = random_grads(rng, SHAPES, np.float32)
-        want_params, want = _reference_step(upd, rule, modifier, grads, HYPER[rule], t)
-        scale = [_peak(p) for p in want_params]
-        upd.step(grads)
-        for i, (p, r) in enumerate(zip(upd.params, want_params)):
-            assert_close(p.astype(np.float64), r, 1e-5, f"{rule} params[{i}] t={t}", scale[i])
-        state = upd.state
-        for name, arrays in want.items():
-            for i, (codes, absmax) in enumerate(arrays):
-                what = f"{rule}+{modifier} {name}[{i}] t={t}"
-                got_absmax = state.get(name + "_absmax", [None] * len(arrays))[i]
-                compare_stored(state[name][i], got_absmax, codes, absmax, name, what)
+        what = f"{rule}+{modifier}"
+        most = 0.01 if state_dtype == "int8" else 0.002  # of the elements one place apart
+        hyper = HYPER[rule]
+        check_step(
+            upd, rule, modifier, grads, hyper, MU, t, what, stochastic=True, max_fraction=most
+        )
 
 
-def _second_moment_after(state_rounding: str | None, steps: int, beta2: float) -> float:
+def _second_moment_after(kw: dict, steps: int, beta2: float) -> float:
     """adam's v after ``steps`` steps of N(0, 1) grads, as a multiple of 1 - beta2^t (the
     float32 value's expectation): ~1 is right."""
     rng = np.random.default_rng(3)
     w = np.zeros(16384, np.float32)
-    kw = {} if state_rounding is None else dict(state_dtype="int8", state_rounding=state_rounding)
     upd = fu.adam([w], learning_rate=0.0, beta2=beta2, **kw)
     for _ in range(steps):
         upd.step([rng.standard_normal(w.shape).astype(np.float32)])
@@ -160,29 +125,39 @@ def _second_moment_after(state_rounding: str | None, steps: int, beta2: float) -
     return float(v.mean() / (1 - beta2**steps))
 
 
-def test_stochastic_codes_keep_the_second_moment_unbiased():
-    # Rounded to nearest, a step lowers v by at most (1 - beta2) v, under half of the code's
-    # place (2^-4 v) at beta2 = 0.99, so many decreases are lost while large g^2 still raise
-    # v: it drifts up (bench/state_rounding.py); stochastic codes keep it right on average.
-    steps, beta2 = 1500, 0.99
-    full = _second_moment_after(None, steps, beta2)
-    nearest = _second_moment_after("nearest", steps, beta2)
-    stochastic = _second_moment_after("stochastic", steps, beta2)
+# Rounded to nearest, a step lowers v by at most (1 - beta2) v, under half a place of the
+# storage (bfloat16: 2^-9 v at beta2 = 0.999; 8-bit codes: 2^-5..2^-4 v at 0.99), so many
+# decreases are lost while large g^2 still raise v: it drifts up (bench/state_rounding.py:
+# bfloat16 1.30x float32's after 3000 steps, 2.05x after 10000; int8 1.35x at 0.99).
+# Stochastic rounding keeps it right on average.
+@pytest.mark.parametrize(
+    "state_dtype, steps, beta2",
+    [("int8", 1500, 0.99), pytest.param("bfloat16", 3000, 0.999, marks=_NEEDS_ML_DTYPES)],
+)
+def test_stochastic_state_keeps_the_second_moment_unbiased(state_dtype, steps, beta2):
+    full = _second_moment_after({}, steps, beta2)
+    nearest = _second_moment_after(dict(state_dtype=state_dtype), steps, beta2)
+    kw = dict(state_dtype=state_dtype, state_rounding="stochastic")
+    stochastic = _second_moment_after(kw, steps, beta2)
     assert abs(full - 1) < 0.03
     assert abs(stochastic - full) < 0.03
     assert nearest > full + 0.15
 
 
-def test_result_does_not_depend_on_thread_count(rng):
+@pytest.mark.parametrize("state_dtype", ["int8", pytest.param("bfloat16", marks=_NEEDS_ML_DTYPES)])
+def test_result_does_not_depend_on_thread_count(rng, state_dtype):
     params = [rng.standard_normal(s).astype(np.float32) for s in [(300_000,), (77,)]]
     grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
     results = []
+    kw = dict(state_dtype=state_dtype, state_rounding="stochastic")
     for threads in (1, 2):
         fu.set_num_threads(threads)
-        upd = fu.adam([p.copy() for p in params], state_dtype="int8", state_rounding="stochastic")
+        upd = fu.adam([p.copy() for p in params], **kw)
         for _ in range(3):
             upd.step(grads)
-        results.append([upd.state["m"][0].copy(), upd.state["v"][0].copy(), upd.params[0]])
+        # the large param's every state (codes, scales or bfloat16 values) as bytes
+        stored = [np.asarray(arrays[0]).view(np.uint8) for arrays in upd.state.values()]
+        results.append([upd.params[0], *stored])
     fu.set_num_threads(0)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
