@@ -196,6 +196,15 @@ def test_small_params_keep_their_float32_state_as_it_is(rng):
         np.testing.assert_array_equal(a, b)
 
 
+def test_step_counts_modulo_2_to_the_32():
+    # t past 2^32 (the stepper allows t < 2^53) wraps as the reference's uint32 does, with no
+    # undefined float-to-int conversion on the way
+    x = np.abs(np.random.default_rng(1).standard_normal(1000)).astype(np.float32)
+    codes, _ = native(x, False, (2**32 + 5, 1, 0))
+    np.testing.assert_array_equal(codes, reference(x, False, (2**32 + 5, 1, 0))[0])
+    np.testing.assert_array_equal(codes, native(x, False, (5, 1, 0))[0])
+
+
 def test_stream_argument_is_checked():
     x = np.ones(300, np.float32)
     codes, absmax = np.empty(300, np.uint8), np.empty(3, np.float32)

@@ -31,9 +31,11 @@ inline uint32_t mix32(uint32_t x) {
   return x;
 }
 
-// The generator key of one tensor in one step (step = t, 1-based).
+// The generator key of one tensor in one step (step = t, 1-based, below 2^53). t is taken
+// modulo 2^32 through uint64 (a double >= 2^32 converted to uint32 directly is undefined).
 inline uint32_t rounding_key(double step, uint32_t tensor_index) {
-  return mix32(mix32(static_cast<uint32_t>(step)) ^ (tensor_index * 0x9e3779b9u));
+  const auto t = static_cast<uint32_t>(static_cast<uint64_t>(step));
+  return mix32(mix32(t) ^ (tensor_index * 0x9e3779b9u));
 }
 
 // The key of state j of one tensor in one step (bfloat16 state): a stream of its own, apart
