@@ -184,8 +184,10 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
     // the nearest loop loads no addends) stochastically.
     PendingBlock<Rule> blocks[2];  // the block being updated and the one before it
     uint32_t keys[K > 0 ? K : 1];
-    for (int j = 0; j < K; ++j) keys[j] = state_rounding_key(step, slot.index, j);
-    if (stochastic_state) blocks[0].keys = blocks[1].keys = keys;
+    if (stochastic_state) {
+      for (int j = 0; j < K; ++j) keys[j] = state_rounding_key(step, slot.index, j);
+      blocks[0].keys = blocks[1].keys = keys;
+    }
     const auto pipeline = [&](auto stochastic_codes) FU_INLINE_LAMBDA {
       constexpr bool kStochastic = decltype(stochastic_codes)::value;
       for (int cur = 0; i + kQuantBlock <= hi; i += kQuantBlock, cur ^= 1) {

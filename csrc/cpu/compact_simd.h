@@ -42,7 +42,7 @@ static_assert(kQuantBlock % 64 == 0, "the SIMD codec works on whole 64-byte line
 // (arithmetic) shift, which is the same as after it (it is a multiple of 2^shift); below the
 // smallest code the result is negative, which the saturating pack to bytes makes 0. No clamp
 // at kTop: the block's own absmax A scales every |x| <= A to at most fl(A * fl(1/A)) <=
-// 1 + 2^-23, which rounds to the top code itself (either addend is below 2^shift - 2).
+// 1 + 2^-23, which rounds to the top code itself (either addend is at most 2^shift - 8).
 template <class Magnitude>
 [[gnu::always_inline]] inline Vec::I magnitude_codes(Vec::I magnitude_bits, Vec::F inverse,
                                                      const uint32_t* rounding) {

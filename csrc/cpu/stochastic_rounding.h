@@ -86,12 +86,39 @@ void perturb_for_stochastic_rounding(float* __restrict x, int64_t n, StochasticR
   }
 }
 
-// bfloat16 state (state_rounding="stochastic"): elements [at, at + w) of a tensor, one
-// 128-element block (at a multiple of 128, w <= 128). bfloat16 needs only 16 random bits per
-// element, so one hash serves two: element i < 64 of block b takes the low half of
-// mix32(key ^ (64 b + i)), element i + 64 the high half (half the hashing of
-// perturb_for_stochastic_rounding<true>, and two contiguous streams that GCC vectorises).
-// The same bits are in reference_mixed.stochastic_round_state.
+// The random bits of a stochastically rounded state (state_rounding="stochastic", bfloat16
+// values and 8-bit codes alike), one 128-element block at element `at` of a tensor (a
+// multiple of 128) at a time: 16 bits per element, so one hash serves two. Element i < 64 of
+// block b takes the low half of mix32(key ^ (64 b + i)), element i + 64 the high half (half
+// the hashing of perturb_for_stochastic_rounding<true>, and two contiguous streams that GCC
+// vectorises). The same bits are in reference_mixed.state_random_bits.
+// f(i, random16) for elements i in [lo, lo + n) of a full block and the same elements of its
+// second half (lo + n <= 64); the pipelined loop (compact_pipeline.h) takes a piece at a time.
+template <class F>
+[[gnu::always_inline]] inline void for_each_random16_pair(int64_t lo, int64_t n, uint32_t key,
+                                                          int64_t at, F&& f) {
+  constexpr int64_t kHalf = 64;
+  const uint32_t base = static_cast<uint32_t>(at / 2);  // 64 hashes per 128-element block
+  for (int64_t i = lo; i < lo + n; ++i) {
+    const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
+    f(i, h & 0xffffu);
+    f(i + kHalf, h >> 16);
+  }
+}
+
+// f(i, random16) for the w <= 128 elements of one block.
+template <class F>
+[[gnu::always_inline]] inline void for_each_random16(int64_t w, uint32_t key, int64_t at, F&& f) {
+  constexpr int64_t kHalf = 64;
+  if (w == 2 * kHalf) return for_each_random16_pair(0, kHalf, key, at, f);
+  const uint32_t base = static_cast<uint32_t>(at / 2);
+  for (int64_t i = 0; i < w; ++i) {  // the tensor's last, partial block
+    const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
+    f(i, i < kHalf ? h & 0xffffu : h >> 16);
+  }
+}
+
+// float32 bits u with 16 random bits below bfloat16's last place added and cut off.
 inline uint32_t perturbed_bfloat16_bits(uint32_t u, uint32_t random16) {
   const uint32_t out = (u + random16) & 0xffff0000u;
   return ((u >> 23) & 0xffu) == 0xffu ? u : out;  // Inf and NaN unchanged
@@ -106,52 +133,21 @@ inline void perturb_bfloat16_element(float* __restrict x, int64_t i, uint32_t ra
   std::memcpy(&x[i], &u, sizeof u);
 }
 
+// bfloat16 state: x[0, w), elements [at, at + w) of a tensor, perturbed with its random bits.
 inline void perturb_bfloat16_block(float* __restrict x, int64_t w, uint32_t key, int64_t at) {
-  constexpr int64_t kHalf = 64;
-  const uint32_t base = static_cast<uint32_t>(at / 2);  // 64 hashes per 128-element block
-  if (w == 2 * kHalf) {
-    for (int64_t i = 0; i < kHalf; ++i) {
-      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
-      perturb_bfloat16_element(x, i, h & 0xffffu);
-      perturb_bfloat16_element(x, i + kHalf, h >> 16);
-    }
-  } else {  // the tensor's last, partial block
-    for (int64_t i = 0; i < w; ++i) {
-      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
-      perturb_bfloat16_element(x, i, i < kHalf ? h & 0xffffu : h >> 16);
-    }
-  }
+  for_each_random16(w, key, at, [&](int64_t i, uint32_t r) { perturb_bfloat16_element(x, i, r); });
 }
 
-// 8-bit state (state_rounding="stochastic"): the codes' rounding addends
-// (stochastic_code_rounding) of elements [at, at + w) of a tensor, one 128-element block, from
-// the same 16 random bits per element as perturb_bfloat16_block (the same bits are in
-// reference_mixed.state_random_bits).
-// Elements [lo, lo + n) of a full block and the same elements of its second half (lo + n <=
-// 64): the addends of code_rounding_block a piece at a time, for the pipelined loop
-// (compact_pipeline.h), which hashes between the update's vectors.
+// 8-bit state: the codes' rounding addends (stochastic_code_rounding) of one block, or of a
+// piece of a full block and its second half (as for_each_random16_pair).
+inline void code_rounding_block(uint32_t* __restrict out, int64_t w, uint32_t key, int64_t at) {
+  for_each_random16(w, key, at,
+                    [&](int64_t i, uint32_t r) { out[i] = stochastic_code_rounding(r); });
+}
 [[gnu::always_inline]] inline void code_rounding_pair(uint32_t* __restrict out, int64_t lo,
                                                       int64_t n, uint32_t key, int64_t at) {
-  constexpr int64_t kHalf = 64;
-  const uint32_t base = static_cast<uint32_t>(at / 2);
-  for (int64_t i = lo; i < lo + n; ++i) {
-    const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
-    out[i] = stochastic_code_rounding(h & 0xffffu);
-    out[i + kHalf] = stochastic_code_rounding(h >> 16);
-  }
-}
-
-inline void code_rounding_block(uint32_t* __restrict out, int64_t w, uint32_t key, int64_t at) {
-  constexpr int64_t kHalf = 64;
-  const uint32_t base = static_cast<uint32_t>(at / 2);
-  if (w == 2 * kHalf) {
-    code_rounding_pair(out, 0, kHalf, key, at);
-  } else {
-    for (int64_t i = 0; i < w; ++i) {
-      const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
-      out[i] = stochastic_code_rounding(i < kHalf ? h & 0xffffu : h >> 16);
-    }
-  }
+  for_each_random16_pair(lo, n, key, at,
+                         [&](int64_t i, uint32_t r) { out[i] = stochastic_code_rounding(r); });
 }
 
 }  // namespace FU_ISA_NS
