@@ -189,8 +189,10 @@ def report(one: dict, two: dict, reps: int, state_dtype: str) -> str:
     allreduce = two["replicated_phases"]["all_reduce"]
     bound = 1.2 * (allreduce + single1 / 2)
     state1, state2 = one["single_state_bytes"], two["sharded_state_bytes"]
+    from fusedupdates.reference_compact import QUANT_BLOCK
+
     # adam's 2 states: bytes per element of each (int8: a code, 4 bytes of scale per block)
-    per_element = {"float32": 4, "bfloat16": 2, "int8": 1 + 4 / 128}[state_dtype]
+    per_element = {"float32": 4, "bfloat16": 2, "int8": 1 + 4 / QUANT_BLOCK}[state_dtype]
     padding = 2 * per_element * two["sharded_padding_elements"]
     lines = [
         f"# fusedupdates.distributed on {os.cpu_count()} cores, "

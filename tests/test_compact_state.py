@@ -183,19 +183,20 @@ def test_state_names_cover_every_rule():
 def test_nonfinite_grads_stay_in_their_own_element(rng, rule):
     """Without skip_nonfinite a NaN or an Inf grad enters the state: its element holds the
     NaN code and the rest of its block keeps a finite scale and codes, like the reference."""
-    shape = [(40 * 128 + 37,)]  # >= 4096 elements: 8-bit state
+    b = RC.QUANT_BLOCK
+    shape = [(20 * b + 37,)]  # >= 4096 elements: 8-bit state
     params = _params(rng, shape)
     upd = make_updater(fu, rule, params, "momentum", state_dtype="int8", **HYPER[rule])
     for t in range(1, 4):
         grads = random_grads(rng, shape, np.float32)
-        grads[0][3 * 128 + 5] = np.nan
-        grads[0][7 * 128] = np.inf
-        grads[0][11 * 128 + 127] = -np.inf
-        grads[0][40 * 128 + 3] = np.nan  # the partial last block
+        grads[0][b + 5] = np.nan
+        grads[0][3 * b] = np.inf
+        grads[0][6 * b - 1] = -np.inf
+        grads[0][20 * b + 3] = np.nan  # the partial last block
         with np.errstate(invalid="ignore", over="ignore"):
             check_step(upd, rule, "momentum", grads, HYPER[rule], MU, t, f"{rule} t={t}")
     for name in STATE_NAMES[rule]:
         codes, absmax = upd.state[name][0], upd.state[name + "_absmax"][0]
         assert codes.dtype == np.uint8 and np.all(np.isfinite(absmax)) and np.all(absmax > 0)
         nan_code = RC.SIGNED_NAN if name == "m" else RC.UNSIGNED_NAN
-        assert codes[3 * 128 + 5] == nan_code and codes[40 * 128 + 3] == nan_code, name
+        assert codes[b + 5] == nan_code and codes[20 * b + 3] == nan_code, name

@@ -14,11 +14,11 @@ from fusedupdates import _cpu  # noqa: E402
 
 ADAM, SGD, ADAGRAD = 4, 0, 1
 N = 5000
-BLOCKS = -(-N // 128)
+BLOCKS = -(-N // _cpu.QUANT_BLOCK)
 
 
 def _scales(n=N):
-    return np.zeros(-(-n // 128), np.float32)
+    return np.zeros(-(-n // _cpu.QUANT_BLOCK), np.float32)
 
 
 def _nested(conv, lists):
@@ -57,7 +57,7 @@ def _non_contiguous_scales(m, c):
 
 CASES = {
     "missing scales": lambda m, c: _adam8(m, c, scales=None),
-    "scale count": lambda m, c: _adam8(m, c, scales=[[_scales(3 * 128)], [_scales()]]),
+    "scale count": lambda m, c: _adam8(m, c, scales=[[_scales(3 * _cpu.QUANT_BLOCK)], [_scales()]]),
     "float64 scales": lambda m, c: _adam8(m, c, scales=[[np.zeros(BLOCKS)], [_scales()]]),
     "mixed storage": lambda m, c: _adam8(
         m, c, vs=[np.zeros(N, np.float32)], scales=[[_scales()], [None]]

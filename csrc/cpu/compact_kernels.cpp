@@ -1,5 +1,5 @@
 // The update with compact state (bfloat16 or 8-bit blockwise), compiled once per instruction
-// set like kernels.cpp. Still one pass over memory: per tile of kQuantBlock elements, the
+// set like kernels.cpp. Still one pass over memory: per tile (kTileElements), the
 // states are decoded to float tiles (in L1), the ordinary float loop runs the rule, and the
 // states are encoded back, each 8-bit block with its new absmax.
 #include <algorithm>
@@ -26,15 +26,25 @@ namespace {
 template <class Rule, int j>
 constexpr bool kSignedState = is_signed_state<Rule>(j);
 
-// One tile (w <= kQuantBlock elements, starting at element `at` of the tensor, a block start
-// for kInt8) in one loop: decode each state element, run the rule, keep the new state in a
+// Elements per tile of the loop: one 8-bit block (kQuantBlock, 256), or for bfloat16 state,
+// which has no blocks, 128 as before the block grew. Measured on the 2-core Zen 3 VM (AVX2,
+// adam; bench/results/block-size-cpu-2core-zen3-2026-12-06.md): bfloat16 state in 256-element
+// tiles was ~2% faster in cache; at 16M and on the model the paired rounds of bench/ab_step.py
+// gave 1.02-1.06x slower and bench/native 16M runs no clear difference (a noisy shared VM), so
+// no case for changing it.
+template <StateFormat F>
+constexpr int64_t kTileElements = F == StateFormat::kInt8 ? kQuantBlock : 128;
+static_assert(kQuantBlock % 128 == 0, "a block-aligned piece starts on a bfloat16 tile boundary");
+
+// One tile (w <= kTileElements<F> elements, starting at element `at` of the tensor, a block
+// start for kInt8) in one loop: decode each state element, run the rule, keep the new state in a
 // float tile (in L1). Encoding is a separate pass (store_states): it needs the block's new
 // absmax first. (Folding the absmax into this loop stopped GCC 12 from vectorising it.)
 template <StateFormat F, class Rule>
 [[gnu::always_inline]] inline void apply_tile(const Rule& rule, const ElementScalars<float>& k,
                                               float* __restrict p, const float* __restrict g,
                                               const CompactState<F>* states, int64_t at,
-                                              float (*tile)[kQuantBlock], int64_t w) {
+                                              float (*tile)[kTileElements<F>], int64_t w) {
   constexpr int K = Rule::kNumStates;
   if constexpr (F == StateFormat::kInt8 && (K >= 3 || kCompactSimd)) {
     // Decode into the tiles first, then the float loop. Where compact_simd.h applies (AVX-512,
@@ -84,15 +94,15 @@ template <StateFormat F, class Rule>
 // added to each state's new values (elements at.. of the tensor) and cut off, so that the
 // narrowing in store_states then keeps them exactly.
 template <class Rule>
-void perturb_states(float (*tile)[kQuantBlock], int64_t w, double step, uint32_t index,
-                    int64_t at) {
+void perturb_states(float (*tile)[kTileElements<StateFormat::kBFloat16>], int64_t w, double step,
+                    uint32_t index, int64_t at) {
   for (int j = 0; j < Rule::kNumStates; ++j)
     perturb_bfloat16_block(tile[j], w, state_rounding_key(step, index, j), at);
 }
 
 template <StateFormat F, class Rule, int j = 0>
 [[gnu::always_inline]] inline void store_states(const CompactState<F>* states, int64_t at,
-                                                const float (*tile)[kQuantBlock], int64_t w) {
+                                                const float (*tile)[kTileElements<F>], int64_t w) {
   if constexpr (j < Rule::kNumStates) {
     states[j].template store<kSignedState<Rule, j>>(at, tile[j], w);
     store_states<F, Rule, j + 1>(states, at, tile, w);
@@ -125,8 +135,9 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   S* p = static_cast<S*>(slot.param);
   const S* g = static_cast<const S*>(slot.grad);
   float* master = static_cast<float*>(slot.master);
-  alignas(64) float p32[kQuantBlock];
-  alignas(64) float g32[kQuantBlock];
+  constexpr int64_t kTile = kTileElements<F>;
+  alignas(64) float p32[kTile];
+  alignas(64) float g32[kTile];
   // The update of one tile by compute(float params, float grads) after the prefetches and
   // (16-bit params) the widening, before the narrowing.
   const auto update_tile = [&](int64_t i, int64_t w, auto&& compute) {
@@ -160,13 +171,13 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
   // The update of one tile, the new states left in `tile`. Full tiles pass their width as a
   // compile-time constant, so that the (inlined) tile loops have a fixed trip count: no
   // peeling or remainder code per block.
-  const auto update_plain_tile = [&](int64_t i, auto width, float (*tile)[kQuantBlock]) {
+  const auto update_plain_tile = [&](int64_t i, auto width, float (*tile)[kTile]) {
     update_tile(i, width, [&](float* pt, const float* gt) {
       apply_tile<F>(rule, k, pt, gt, states, i, tile, width);
     });
   };
-  constexpr std::integral_constant<int64_t, kQuantBlock> kFull{};
-  alignas(64) float tile[K > 0 ? K : 1][kQuantBlock];
+  constexpr std::integral_constant<int64_t, kTile> kFull{};
+  alignas(64) float tile[K > 0 ? K : 1][kTile];
   // The new states of the tile at element i, w wide, back into storage.
   const auto store_tile = [&](int64_t i, int64_t w) {
     if constexpr (F == StateFormat::kInt8) {
@@ -216,9 +227,9 @@ void apply_piece_compact(const Rule& rule, const ElementScalars<float>& k, const
     blocks[1].finish(states);
 #endif
   } else {
-    for (; i + kQuantBlock <= hi; i += kQuantBlock) {
+    for (; i + kTile <= hi; i += kTile) {
       update_plain_tile(i, kFull, tile);
-      store_tile(i, kQuantBlock);
+      store_tile(i, kTile);
     }
   }
   if (i < hi) {

@@ -140,8 +140,9 @@ template <class Rule>
 // One full block at element i: decode, update p[0..kQuantBlock) (g alongside), measure the new
 // absmax into `now`; with kEncodePrevious, the codes of `previous` (all finite) written in
 // between, one 64-element line per 64 / kLanes vectors. kStochastic: the block's rounding
-// addends are hashed into `now` alongside the first line's update (the hash serves an element
-// of each line), and `previous` is encoded with its own. The block's codes must be decodable.
+// addends are hashed into `now` alongside the update of the first line of each of its
+// 128-element random units (one hash serves an element of each of the unit's two lines), and
+// `previous` is encoded with its own. The block's codes must be decodable.
 template <bool kEncodePrevious, bool kStochastic, class Rule>
 [[gnu::always_inline]] inline void pipelined_block(const Rule& shared_rule,
                                                    const ElementScalars<float>& shared_k,
@@ -181,8 +182,9 @@ template <bool kEncodePrevious, bool kStochastic, class Rule>
         for (int u = v; u < v + kStep; u += kLanes)
           max_bits[j] = Vec::max_unsigned(
               max_bits[j], SimdCodec<Code>::magnitude(Vec::load_aligned_bits(now.tile[j] + u)));
-        if constexpr (kStochastic)
-          if (q == 0) code_rounding_pair(now.rounding[j], v, kStep, now.keys[j], i);
+        if constexpr (kStochastic)  // the first line of each 128-element unit: both its lines
+          if (q % kRandomUnit == 0)
+            code_rounding_pair(now.rounding[j] + q, v - q, kStep, now.keys[j], i + q);
       });
     }
     if constexpr (kEncodePrevious) previous.template encode_line<kStochastic>(states, q);

@@ -87,18 +87,23 @@ void perturb_for_stochastic_rounding(float* __restrict x, int64_t n, StochasticR
 }
 
 // The random bits of a stochastically rounded state (state_rounding="stochastic", bfloat16
-// values and 8-bit codes alike), one 128-element block at element `at` of a tensor (a
-// multiple of 128) at a time: 16 bits per element, so one hash serves two. Element i < 64 of
-// block b takes the low half of mix32(key ^ (64 b + i)), element i + 64 the high half (half
-// the hashing of perturb_for_stochastic_rounding<true>, and two contiguous streams that GCC
-// vectorises). The same bits are in reference_mixed.state_random_bits.
-// f(i, random16) for elements i in [lo, lo + n) of a full block and the same elements of its
+// values and 8-bit codes alike), in units of 128 elements of a tensor (a unit at element `at`,
+// a multiple of 128; an 8-bit block is a whole number of units): 16 bits per element, so one
+// hash serves two. Element i < 64 of unit u takes the low half of mix32(key ^ (64 u + i)),
+// element i + 64 the high half (half the hashing of perturb_for_stochastic_rounding<true>, and
+// two contiguous streams that GCC vectorises). The same bits are in
+// reference_mixed.state_random_bits; the unit is not the block size, so that they stay the
+// same whatever kQuantBlock is.
+constexpr int64_t kRandomUnit = 128;
+static_assert(kQuantBlock % kRandomUnit == 0, "an 8-bit block is a whole number of units");
+
+// f(i, random16) for elements i in [lo, lo + n) of a full unit and the same elements of its
 // second half (lo + n <= 64); the pipelined loop (compact_pipeline.h) takes a piece at a time.
 template <class F>
 [[gnu::always_inline]] inline void for_each_random16_pair(int64_t lo, int64_t n, uint32_t key,
                                                           int64_t at, F&& f) {
-  constexpr int64_t kHalf = 64;
-  const uint32_t base = static_cast<uint32_t>(at / 2);  // 64 hashes per 128-element block
+  constexpr int64_t kHalf = kRandomUnit / 2;
+  const uint32_t base = static_cast<uint32_t>(at / 2);  // 64 hashes per unit
   for (int64_t i = lo; i < lo + n; ++i) {
     const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i)));
     f(i, h & 0xffffu);
@@ -106,15 +111,17 @@ template <class F>
   }
 }
 
-// f(i, random16) for the w <= 128 elements of one block.
+// f(i, random16) for the w <= kQuantBlock elements of one block at element `at`.
 template <class F>
 [[gnu::always_inline]] inline void for_each_random16(int64_t w, uint32_t key, int64_t at, F&& f) {
-  constexpr int64_t kHalf = 64;
-  if (w == 2 * kHalf) return for_each_random16_pair(0, kHalf, key, at, f);
-  const uint32_t base = static_cast<uint32_t>(at / 2);
-  for (int64_t i = 0; i < w; ++i) {  // the tensor's last, partial block
+  constexpr int64_t kHalf = kRandomUnit / 2;
+  int64_t u = 0;
+  for (; u + kRandomUnit <= w; u += kRandomUnit)
+    for_each_random16_pair(0, kHalf, key, at + u, [&](int64_t i, uint32_t r) { f(u + i, r); });
+  const uint32_t base = static_cast<uint32_t>((at + u) / 2);
+  for (int64_t i = 0; i < w - u; ++i) {  // the tensor's last, partial unit
     const uint32_t h = mix32(key ^ (base + static_cast<uint32_t>(i % kHalf)));
-    f(i, i < kHalf ? h & 0xffffu : h >> 16);
+    f(u + i, i < kHalf ? h & 0xffffu : h >> 16);
   }
 }
 
@@ -139,7 +146,7 @@ inline void perturb_bfloat16_block(float* __restrict x, int64_t w, uint32_t key,
 }
 
 // 8-bit state: the codes' rounding addends (stochastic_code_rounding) of one block, or of a
-// piece of a full block and its second half (as for_each_random16_pair).
+// piece of a full unit and its second half (as for_each_random16_pair).
 inline void code_rounding_block(uint32_t* __restrict out, int64_t w, uint32_t key, int64_t at) {
   for_each_random16(w, key, at,
                     [&](int64_t i, uint32_t r) { out[i] = stochastic_code_rounding(r); });

@@ -5,8 +5,10 @@
 //
 // * bfloat16 state: one element per thread, grid-stride inside the chunk; stored rounded to
 //   nearest even by bfloat16_bits (csrc/rules/quantize.h), the CPU's recipe, NaN kept quiet.
-// * int8 state (csrc/rules/quantize.h): one warp per kQuantBlock-element block, 4 consecutive
-//   elements per lane (the 4 codes of a state moved as one 32-bit word when aligned). The lanes
+// * int8 state (csrc/rules/quantize.h): one warp per kQuantBlock-element block, taken as
+//   pieces of 128 elements (kPieceElements), 4 consecutive elements of each piece per lane (the
+//   4 codes of a state moved as one 32-bit word when aligned, so that a warp reads a piece's
+//   128 codes as one coalesced 128-byte line). The lanes
 //   decode with the block's scale, run update_element, take the block's new absmax as a warp
 //   max of finite_magnitude (on the float bits: non-negative floats order as their bits), and
 //   encode with the same BlockScale / quantize_element functors as the CPU. A chunk
@@ -26,8 +28,10 @@
 namespace fusedupdates::cuda {
 
 static_assert(kChunkElements % kQuantBlock == 0, "an 8-bit block must never span two chunks");
-constexpr int kLaneElements = 4;  // int8 state: elements per lane, one 32-bit word of codes
-static_assert(kQuantBlock == 32 * kLaneElements, "one warp per 8-bit block");
+constexpr int kLaneElements = 4;  // int8 state: elements per lane and piece, one 32-bit word
+constexpr int kPieceElements = 32 * kLaneElements;         // one warp's elements of a piece
+constexpr int kLanePieces = kQuantBlock / kPieceElements;  // pieces per block
+static_assert(kQuantBlock == kLanePieces * kPieceElements, "one warp per 8-bit block");
 constexpr int kWarps = kThreads / 32;
 
 template <class Rule>
@@ -97,22 +101,29 @@ __device__ __forceinline__ void store_codes(uint8_t* codes, int w, uint32_t word
   for (int j = 0; j < w; ++j) codes[j] = static_cast<uint8_t>(word >> (8 * j));
 }
 
-// One lane's w values of one state to codes, with the block's new absmax (a warp max: every
-// lane of the warp calls this); lane 0 stores the absmax as BlockScale keeps it.
+// One lane's values of one state to codes (w[h] of piece h, at codes + at[h]), with the
+// block's new absmax (a warp max: every lane of the warp calls this); lane 0 stores the absmax
+// as BlockScale keeps it.
 template <class Code>
-__device__ __forceinline__ void encode_lane(const float (&x)[kLaneElements], int w, uint8_t* codes,
-                                            float* scale) {
+__device__ __forceinline__ void encode_lane(const float (&x)[kLanePieces][kLaneElements],
+                                            const int (&w)[kLanePieces], uint8_t* codes,
+                                            const int64_t (&at)[kLanePieces], float* scale) {
   float a = 0.0f;
 #pragma unroll
-  for (int j = 0; j < kLaneElements; ++j)
-    if (j < w) a = fmaxf(a, finite_magnitude(x[j]));
+  for (int h = 0; h < kLanePieces; ++h)
+#pragma unroll
+    for (int j = 0; j < kLaneElements; ++j)
+      if (j < w[h]) a = fmaxf(a, finite_magnitude(x[h][j]));
   const float absmax = __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(a)));
   const BlockScale<Code> s(absmax);
-  uint32_t word = 0;
 #pragma unroll
-  for (int j = 0; j < kLaneElements; ++j)
-    word |= static_cast<uint32_t>(quantize_element(x[j], s)) << (8 * j);
-  store_codes(codes, w, word);
+  for (int h = 0; h < kLanePieces; ++h) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int j = 0; j < kLaneElements; ++j)
+      word |= static_cast<uint32_t>(quantize_element(x[h][j], s)) << (8 * j);
+    store_codes(codes + at[h], w[h], word);
+  }
   if ((threadIdx.x & 31) == 0) *scale = s.absmax;
 }
 
@@ -144,33 +155,45 @@ __device__ __forceinline__ void apply_chunk_int8(const Rule& rule,
   const int64_t blocks = (n + kQuantBlock - 1) / kQuantBlock;  // the last may be partial
   // Warp-uniform loop: every lane of a warp takes the same blocks (the warp max needs them all).
   for (int64_t b = threadIdx.x / 32; b < blocks; b += kWarps) {
-    const int64_t at = b * kQuantBlock + lane * kLaneElements;  // this lane's first element
-    const int w = at >= n ? 0 : n - at < kLaneElements ? static_cast<int>(n - at) : kLaneElements;
-    float v[KS][kLaneElements];
+    int64_t at[kLanePieces];  // this lane's first element of each piece
+    int w[kLanePieces];       // and how many of its kLaneElements are in the tensor
+#pragma unroll
+    for (int h = 0; h < kLanePieces; ++h) {
+      at[h] = b * kQuantBlock + h * kPieceElements + lane * kLaneElements;
+      w[h] = at[h] >= n                  ? 0
+             : n - at[h] < kLaneElements ? static_cast<int>(n - at[h])
+                                         : kLaneElements;
+    }
+    float v[KS][kLanePieces][kLaneElements];
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int h = 0; h < kLanePieces; ++h) {
+        const uint32_t word = load_codes(c[k] + at[h], w[h]);
+        if (signed_state<Rule>(k))
+          decode_lane<SignedCode>(word, scales[k][b], v[k][h]);
+        else
+          decode_lane<UnsignedCode>(word, scales[k][b], v[k][h]);
+      }
+#pragma unroll
+    for (int h = 0; h < kLanePieces; ++h)
+#pragma unroll
+      for (int j = 0; j < kLaneElements; ++j) {
+        if (j >= w[h]) break;
+        const int64_t i = at[h] + j;
+        StateVec<float, K> e;
+#pragma unroll
+        for (int k = 0; k < K; ++k) e[k] = v[k][h][j];
+        ps.store(i, update_element(rule, scalars, ps.x(i), ps.grad(i), e));
+#pragma unroll
+        for (int k = 0; k < K; ++k) v[k][h][j] = e[k];
+      }
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const uint32_t word = load_codes(c[k] + at, w);
       if (signed_state<Rule>(k))
-        decode_lane<SignedCode>(word, scales[k][b], v[k]);
+        encode_lane<SignedCode>(v[k], w, c[k], at, scales[k] + b);
       else
-        decode_lane<UnsignedCode>(word, scales[k][b], v[k]);
-    }
-#pragma unroll
-    for (int j = 0; j < kLaneElements; ++j) {
-      if (j >= w) break;
-      StateVec<float, K> e;
-#pragma unroll
-      for (int k = 0; k < K; ++k) e[k] = v[k][j];
-      ps.store(at + j, update_element(rule, scalars, ps.x(at + j), ps.grad(at + j), e));
-#pragma unroll
-      for (int k = 0; k < K; ++k) v[k][j] = e[k];
-    }
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      if (signed_state<Rule>(k))
-        encode_lane<SignedCode>(v[k], w, c[k] + at, scales[k] + b);
-      else
-        encode_lane<UnsignedCode>(v[k], w, c[k] + at, scales[k] + b);
+        encode_lane<UnsignedCode>(v[k], w, c[k], at, scales[k] + b);
     }
   }
 }

@@ -28,11 +28,15 @@
 
 namespace fusedupdates {
 
-// Elements per block scale: 4 bytes per 128 elements, 3.1% on top of the 1-byte codes (state
-// memory 25.8% of float32). The block is also the tile of the CPU loop; measured adam at 16M
-// with 64, 128, 256, 512 and 1024 on the 2-core Xeon: 128 was fastest for int8 and bfloat16
-// state (bench/results/compact-state-cpu-2core-xeon-2026-12-02.md).
-constexpr int64_t kQuantBlock = 128;
+// Elements per block scale: 4 bytes per 256 elements, 1.6% on top of the 1-byte codes (state
+// memory 25.4% of float32). The block is also the tile of the CPU loop for 8-bit state.
+// Measured with the pipelined SIMD codec on the 2-core Zen 3 VM (AVX2; bench/native and
+// bench/ab_step.py, adam): against 128, int8 state ~5% faster in cache (0.91 vs 0.95
+// ns/element) and at 1M, no slower at 16M or on the model; and 128 put a model's 8-bit state
+// over 26% of float32 memory (its small params keep float32 state).
+// bench/results/block-size-cpu-2core-zen3-2026-12-06.md. (Before the SIMD codec, on the Xeon,
+// 128 had been the fastest: compact-state-cpu-2core-xeon-2026-12-02.md.)
+constexpr int64_t kQuantBlock = 256;
 
 constexpr int64_t quant_blocks(int64_t numel) { return (numel + kQuantBlock - 1) / kQuantBlock; }
 

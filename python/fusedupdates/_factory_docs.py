@@ -31,8 +31,8 @@ _DECAY_DOC = """weight_decay : float, optional
         (default): float32 (float64 for float64 params). ``"bfloat16"``: bfloat16 buffers
         (needs ml_dtypes), computed in float32 and rounded to nearest even: adam moves 20 B
         per element instead of 28. ``"int8"``: 8-bit blockwise codes with one float32 absmax
-        per 128 elements (state ``<name>_absmax``) for params of 4096 elements or more,
-        float32 below: ~16 B per element for adam and 25.8% of the float32 state memory. See
+        per 256 elements (state ``<name>_absmax``) for params of 4096 elements or more,
+        float32 below: ~16 B per element for adam and 25.4% of the float32 state memory. See
         :mod:`fusedupdates.reference_compact` for the code and
         :func:`fusedupdates.convert_state_dict` for float32 checkpoints.
     state_rounding : {"nearest", "stochastic"}, optional

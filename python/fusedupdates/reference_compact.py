@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-QUANT_BLOCK = 128  # csrc/rules/quantize.h kQuantBlock (tested equal to _cpu.QUANT_BLOCK)
+QUANT_BLOCK = 256  # csrc/rules/quantize.h kQuantBlock (tested equal to _cpu.QUANT_BLOCK)
 MIN_QUANTIZED_NUMEL = 4096  # smaller tensors keep float32 state under state_dtype="int8"
 
 _F32 = np.float32

@@ -88,7 +88,7 @@ def stochastic_round_state(x: Any, step: int, index: int, state_index: int) -> n
     under ``state_rounding="stochastic"``.
 
     As :func:`stochastic_round` for bfloat16, with a key of its own and 16 random bits per
-    element: one hash serves two elements, element ``i < 64`` of each 128-element block ``b``
+    element: one hash serves two elements, element ``i < 64`` of each 128-element unit ``b``
     taking the low half of ``mix32(key ^ (64 b + i))`` and element ``i + 64`` the high half.
 
     Returns
@@ -108,8 +108,8 @@ def state_random_bits(n: int, step: int, index: int, state_index: int) -> np.nda
     """The 16 random bits (as uint32) of each of the first ``n`` elements of state
     ``state_index`` of param ``index`` at step ``t = step``, as the kernels draw them for
     ``state_rounding="stochastic"`` (bfloat16 values and 8-bit codes alike): element ``i < 64``
-    of each 128-element block ``b`` takes the low half of ``mix32(key ^ (64 b + i))``, element
-    ``i + 64`` the high half."""
+    of each 128-element unit ``b`` (a unit of its own, not the 8-bit block size) takes the low
+    half of ``mix32(key ^ (64 b + i))``, element ``i + 64`` the high half."""
     salt = np.uint32(((state_index + 1) * 0x85EBCA6B) & 0xFFFFFFFF)
     key = _mix32(np.array([_rounding_key(step, index) ^ salt]))[0]
     e = np.arange(n, dtype=np.int64)
