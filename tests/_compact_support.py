@@ -80,9 +80,10 @@ def compare_stored(got, got_absmax, want, want_absmax, name, what, max_fraction=
     assert (steps != 0).mean() <= max_fraction, f"{what}: {(steps != 0).mean():.3%} differ"
 
 
-def reference_step(upd, rule, modifier, grads, hyper, mu, t, storage=np.float32):
-    """Run the reference from the updater's stored state for the step it is about to take;
-    returns (params, {name: list of float64 arrays}) after the step."""
+def reference_step(upd, rule, modifier, grads, hyper, mu, t, storage=np.float32, max_norm=None):
+    """Run the reference from the updater's stored state for the step it is about to take
+    (``max_norm``: with the total-norm clip); returns (params, {name: list of float64 arrays})
+    after the step."""
     state = upd.state
     params = [np.asarray(p).astype(np.float64) for p in upd.params]
     names = STATE_NAMES[rule] + (["velocity"] if modifier != "none" else [])
@@ -98,7 +99,7 @@ def reference_step(upd, rule, modifier, grads, hyper, mu, t, storage=np.float32)
     if modifier != "none":
         kw.update(velocity=work["velocity"], momentum=mu, nesterov=modifier == "nesterov")
     g64 = [np.asarray(g).astype(np.float64) for g in grads]
-    getattr(REF, rule)(params, g64, *[work[n] for n in STATE_NAMES[rule]], **kw)
+    getattr(REF, rule)(params, g64, *[work[n] for n in STATE_NAMES[rule]], max_norm=max_norm, **kw)
     if np.dtype(storage) != np.float32:
         params = [p.astype(np.float32).astype(storage).astype(np.float64) for p in params]
     return params, work
@@ -117,12 +118,14 @@ def check_step(
     ptol=1e-5,
     stochastic=False,
     max_fraction=0.01,
+    max_norm=None,
 ):
     """One updater step against the teacher-forced reference (``stochastic``: its new states
-    rounded with the kernel's generator, for ``state_rounding="stochastic"``)."""
-    params, work = reference_step(upd, rule, modifier, grads, hyper, mu, t, storage)
+    rounded with the kernel's generator, for ``state_rounding="stochastic"``; ``max_norm``:
+    the step's total-norm clip)."""
+    params, work = reference_step(upd, rule, modifier, grads, hyper, mu, t, storage, max_norm)
     scale = [_peak(p) for p in params]
-    upd.step(grads)
+    upd.step(grads, max_norm=max_norm)
     state = upd.state
     for i, (p, r) in enumerate(zip(upd.params, params)):
         assert_close(np.asarray(p).astype(np.float64), r, ptol, f"{what} params[{i}]", scale[i])

@@ -33,6 +33,29 @@ def test_every_rule_matches_reference_compact_path(rng, rule, modifier, state_dt
         check_step(upd, rule, modifier, grads, HYPER[rule], MU, t, f"{rule}+{modifier}")
 
 
+# The terms update_element adds around the rule, with compact state: the total-norm clip's
+# multiplier (these grads' norm is ~100), L2 decay and decoupled decay.
+GRADIENT_TERMS = {
+    "clipped": ({}, 10.0),
+    "l2": ({"weight_decay": 0.3}, None),
+    "decoupled": ({"weight_decay": 0.3, "decoupled_weight_decay": True}, None),
+}
+
+
+@pytest.mark.parametrize("terms", list(GRADIENT_TERMS))
+@pytest.mark.parametrize("state_dtype", STATE_DTYPES)
+@pytest.mark.parametrize("rule", [r for r in BASE_RULES if r != "sgd"])
+def test_gradient_terms_match_reference_compact_path(rng, rule, state_dtype, terms):
+    extra, max_norm = GRADIENT_TERMS[terms]
+    hyper = {**HYPER[rule], **extra}
+    params = _params(rng, SHAPES)
+    upd = make_updater(fu, rule, params, "none", state_dtype=state_dtype, **hyper)
+    for t in range(1, 11):
+        grads = random_grads(rng, SHAPES, np.float32)
+        what = f"{rule}+{terms}"
+        check_step(upd, rule, "none", grads, hyper, MU, t, what, max_norm=max_norm)
+
+
 def test_storage_layout(rng):
     params = _params(rng, SHAPES)
     upd = fu.apply_momentum(fu.adam(params, state_dtype="int8"), params=params[:2])
