@@ -43,9 +43,17 @@ using StateCode = std::conditional_t<is_signed_state<Rule>(j), SignedCode, Unsig
 // around a call in the block loop every value in a vector register is saved or made again
 // (all of them are caller-saved). Inlined, adam int8 took ~11% less time in cache on the
 // 2-core Zen 4 VM, amsgrad ~17% (bench/native); finish() stays a call on purpose.
+// Not under AddressSanitizer (CI's second build, which checks memory, not speed): inlined
+// with its instrumentation, each SIMD instruction set's compact_kernels.cpp took 20-24 min to
+// compile on the 2-core VM (two or three compiling at once).
+#if defined(__SANITIZE_ADDRESS__)
+#define FU_INLINE_STATE_LAMBDA
+#else
+#define FU_INLINE_STATE_LAMBDA FU_INLINE_LAMBDA
+#endif
 template <class Rule, class F>
 [[gnu::always_inline]] inline void for_each_state(F&& f) {
-  [&]<int... j>(std::integer_sequence<int, j...>) FU_INLINE_LAMBDA {
+  [&]<int... j>(std::integer_sequence<int, j...>) FU_INLINE_STATE_LAMBDA {
     (f(std::integral_constant<int, j>{}), ...);
   }(std::make_integer_sequence<int, Rule::kNumStates>{});
 }
